@@ -1,0 +1,1 @@
+"""Music in: decoding, trimming, resampling and per-frame music features."""

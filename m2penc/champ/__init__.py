@@ -1,0 +1,1 @@
+"""Champ-compatible latent video diffusion: ReferenceNet, 3D U-Net, guidance encoders, sampler."""

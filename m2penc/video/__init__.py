@@ -1,0 +1,1 @@
+"""Video out: segmented long-video sampling and file writing with the music muxed in."""

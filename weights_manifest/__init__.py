@@ -1,0 +1,1 @@
+"""The weights manifest: one source of truth for every file the pack can use."""
