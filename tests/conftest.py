@@ -1,0 +1,48 @@
+"""Shared pytest fixtures: ComfyUI modules (real or stand-in), the shared spec folder, seeds.
+
+The harness package lives in ``tests/harness``; this file puts ``tests/`` on ``sys.path`` so
+tests can ``import harness``. The pack itself is imported as ``m2pdance`` (installed with
+``pip install -e .``) or, in the loader tests, under a path-derived name as ComfyUI does.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+SHARED_DIR = Path(os.environ.get("M2P_SHARED_DIR", REPO_ROOT.parent / "shared"))
+
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect GPU tests on machines without CUDA, with a visible reason."""
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` beside the repo (override with M2P_SHARED_DIR)."""
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"shared spec folder not found at {SHARED_DIR}")
+    return SHARED_DIR
+
+
+@pytest.fixture
+def comfy_home(tmp_path):
+    """A fresh ComfyUI base directory (models/, input/, output/, temp/) for one test."""
+    import harness
+
+    harness.install(tmp_path / "comfy_home")
+    return tmp_path / "comfy_home"
