@@ -18,7 +18,7 @@ ProgressFn = Callable[[str, int, int], None]
 CancelFn = Callable[[], bool]
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunControl:
     """Optional progress callback plus optional cancel hook, passed down the call tree."""
 

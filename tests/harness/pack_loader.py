@@ -53,7 +53,6 @@ def load_pack(pack_dir: Path | str) -> LoadedPack:
     extension = _await(entrypoint())
     if not isinstance(extension, ComfyExtension):
         raise PackLoadError(f"{pack_dir}: comfy_entrypoint did not return a ComfyExtension")
-    _await(extension.on_load())
     node_list = _await(extension.get_node_list())
     if not isinstance(node_list, list):
         raise PackLoadError(f"{pack_dir}: get_node_list() did not return a list")

@@ -1,0 +1,74 @@
+"""Load Music: a music file from ComfyUI's input folder (with upload) or an AUDIO input, trimmed."""
+from __future__ import annotations
+
+import hashlib
+import os
+
+from comfy_api.latest import io
+
+from ..m2penc.audio.io import MAX_AUDIO_SECONDS, load_audio, trim_audio, validate_audio
+
+CATEGORY = "M2PDance/music"
+
+
+def _input_audio_files() -> list[str]:
+    import folder_paths
+
+    root = folder_paths.get_input_directory()
+    files = [f for f in os.listdir(root) if os.path.isfile(os.path.join(root, f))] if os.path.isdir(root) else []
+    return sorted(folder_paths.filter_files_content_types(files, ["audio", "video"]))
+
+
+class LoadMusic(io.ComfyNode):
+    """Decode music (wav/flac/mp3/ogg/m4a) into AUDIO, keeping only [start, start + duration)."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="M2PDanceLoadMusic",
+            display_name="Load Music (M2PDance)",
+            category=CATEGORY,
+            description="Load the music to dance to. The dance is generated for exactly this window.",
+            inputs=[
+                io.Combo.Input("file", options=_input_audio_files(), upload=io.UploadType.audio,
+                               tooltip="A music file in ComfyUI's input folder (upload one with the button)."),
+                io.Float.Input("start", default=0.0, min=0.0, max=MAX_AUDIO_SECONDS, step=0.1,
+                               tooltip="Seconds to skip at the beginning of the music."),
+                io.Float.Input("duration", default=0.0, min=0.0, max=MAX_AUDIO_SECONDS, step=0.1,
+                               tooltip="Seconds to keep after start; 0 keeps the rest of the music."),
+                io.Audio.Input("audio", optional=True,
+                               tooltip="Use this AUDIO (from another node) instead of the file; start and "
+                                       "duration still apply."),
+            ],
+            outputs=[io.Audio.Output(display_name="music")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, file, start, duration) -> bool | str:
+        import folder_paths
+
+        if file and not folder_paths.exists_annotated_filepath(file):
+            return f"music file not found in the input folder: {file!r}; upload it or pick another file"
+        return True
+
+    @classmethod
+    def fingerprint_inputs(cls, file, start, duration, audio=None) -> str:
+        """Hash of the file's bytes, so replacing the file under the same name re-runs the graph."""
+        import folder_paths
+
+        path = folder_paths.get_annotated_filepath(file)
+        digest = hashlib.sha256()
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        return f"{digest.hexdigest()}:{start}:{duration}"
+
+    @classmethod
+    def execute(cls, file, start, duration, audio=None) -> io.NodeOutput:
+        keep = duration if duration > 0 else None
+        if audio is not None:
+            return io.NodeOutput(trim_audio(validate_audio(audio), start, keep))
+        import folder_paths
+
+        return io.NodeOutput(load_audio(folder_paths.get_annotated_filepath(file), start=start, duration=keep))
