@@ -9,6 +9,9 @@ from comfy_api.latest import io
 from ..m2penc.audio.io import MAX_AUDIO_SECONDS, load_audio, trim_audio, validate_audio
 
 CATEGORY = "M2PDance/music"
+#: The frontend's audio player widget. ComfyUI's frontend gives an ``audio_upload`` combo its upload
+#: button only when the combo is a required input named ``audio`` and the node has this widget.
+AudioPlayer = io.Custom("AUDIO_UI")
 
 
 def _input_audio_files() -> list[str]:
@@ -30,33 +33,34 @@ class LoadMusic(io.ComfyNode):
             category=CATEGORY,
             description="Load the music to dance to. The dance is generated for exactly this window.",
             inputs=[
-                io.Combo.Input("file", options=_input_audio_files(), upload=io.UploadType.audio,
+                io.Combo.Input("audio", options=_input_audio_files(), upload=io.UploadType.audio,
                                tooltip="A music file in ComfyUI's input folder (upload one with the button)."),
                 io.Float.Input("start", default=0.0, min=0.0, max=MAX_AUDIO_SECONDS, step=0.1,
                                tooltip="Seconds to skip at the beginning of the music."),
                 io.Float.Input("duration", default=0.0, min=0.0, max=MAX_AUDIO_SECONDS, step=0.1,
                                tooltip="Seconds to keep after start; 0 keeps the rest of the music."),
-                io.Audio.Input("audio", optional=True,
+                io.Audio.Input("audio_in", optional=True,
                                tooltip="Use this AUDIO (from another node) instead of the file; start and "
                                        "duration still apply."),
+                AudioPlayer.Input("audioUI", optional=True, tooltip="Player for the chosen music file."),
             ],
             outputs=[io.Audio.Output(display_name="music")],
         )
 
     @classmethod
-    def validate_inputs(cls, file, start, duration) -> bool | str:
+    def validate_inputs(cls, audio, start, duration) -> bool | str:
         import folder_paths
 
-        if file and not folder_paths.exists_annotated_filepath(file):
-            return f"music file not found in the input folder: {file!r}; upload it or pick another file"
+        if audio and not folder_paths.exists_annotated_filepath(audio):
+            return f"music file not found in the input folder: {audio!r}; upload it or pick another file"
         return True
 
     @classmethod
-    def fingerprint_inputs(cls, file, start, duration, audio=None) -> str:
+    def fingerprint_inputs(cls, audio, start, duration, **_unused) -> str:
         """Hash of the file's bytes, so replacing the file under the same name re-runs the graph."""
         import folder_paths
 
-        path = folder_paths.get_annotated_filepath(file)
+        path = folder_paths.get_annotated_filepath(audio)
         digest = hashlib.sha256()
         if os.path.isfile(path):
             with open(path, "rb") as f:
@@ -65,10 +69,10 @@ class LoadMusic(io.ComfyNode):
         return f"{digest.hexdigest()}:{start}:{duration}"
 
     @classmethod
-    def execute(cls, file, start, duration, audio=None) -> io.NodeOutput:
+    def execute(cls, audio, start, duration, audio_in=None, audioUI=None) -> io.NodeOutput:
         keep = duration if duration > 0 else None
-        if audio is not None:
-            return io.NodeOutput(trim_audio(validate_audio(audio), start, keep))
+        if audio_in is not None:
+            return io.NodeOutput(trim_audio(validate_audio(audio_in), start, keep))
         import folder_paths
 
-        return io.NodeOutput(load_audio(folder_paths.get_annotated_filepath(file), start=start, duration=keep))
+        return io.NodeOutput(load_audio(folder_paths.get_annotated_filepath(audio), start=start, duration=keep))

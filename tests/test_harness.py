@@ -112,13 +112,6 @@ def test_custom_validation_message_is_reported(executor):
     assert "label must not be 'bad'" in error["text"]
 
 
-def test_constant_for_a_socket_input_is_rejected(executor):
-    prompt = good_prompt()
-    prompt["2"]["inputs"]["image"] = 5
-    (error,) = _errors(executor, prompt)
-    assert error["type"] == "invalid_input_type" and "input 'image'" in error["text"]
-
-
 def test_prompt_without_output_node_is_rejected(executor):
     prompt = good_prompt()
     del prompt["3"]

@@ -215,11 +215,6 @@ class Executor:
                 value = str(value)
             elif kind == "BOOLEAN":
                 value = bool(value)
-            elif kind not in ("COMBO",) and not isinstance(kind, list):
-                errors.append(_error(node_id, class_type, "invalid_input_type",
-                                     f"input of type {kind} must be linked from another node, got a constant {value!r}",
-                                     inp.name))
-                return
         except (TypeError, ValueError) as e:
             errors.append(_error(node_id, class_type, "invalid_input_type",
                                  f"Failed to convert an input value to a {kind} value: {value!r} ({e})", inp.name))

@@ -7,7 +7,7 @@ the same rules for the parts our workflows use:
 * a node's ``widgets_values`` list is matched, in order, to its widget inputs (INT, FLOAT,
   STRING, BOOLEAN, COMBO without ``forceInput``) as its schema declares them; an INT/FLOAT with
   ``control_after_generate`` holds one extra value (the control mode) after its own, and an
-  ``audio_upload`` combo is followed by the player widget's value; a dict is matched by name;
+  upload combo is followed by its upload widget's value; a dict is matched by name;
 * an input with a link becomes ``[str(origin_id), origin_slot]`` (also for a widget converted
   to an input).
 """
@@ -17,6 +17,10 @@ from typing import Any
 
 _WIDGET_IO = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 _SKIPPED_MODES = (2, 4)
+#: Extra widgets_values slots the frontend stores after an upload combo's own value
+#: (read off ComfyUI frontend 1.27.10's own API->UI conversion: LoadImage's "upload" button stores
+#: "image"; an audio_upload combo stores nothing extra).
+UPLOAD_WIDGET_SLOTS = {"image_upload": 1, "audio_upload": 0}
 
 
 class WorkflowFormatError(Exception):
@@ -34,8 +38,8 @@ def widget_names(node_cls: type) -> list[tuple[str, int]]:
         slots = 1
         if getattr(inp, "control_after_generate", None):
             slots += 1
-        if getattr(inp, "upload", None) is not None and inp.upload.value == "audio_upload":
-            slots += 1
+        if getattr(inp, "upload", None) is not None:
+            slots += UPLOAD_WIDGET_SLOTS.get(inp.upload.value, 0)
         result.append((inp.id, slots))
     return result
 

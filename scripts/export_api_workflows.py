@@ -1,0 +1,32 @@
+"""Regenerate ``example_workflows/api/*.json`` from the UI-format workflows with the harness's converter.
+
+    python scripts/export_api_workflows.py
+
+A test (tests/test_example_workflows.py) fails when a twin is out of date.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import harness  # noqa: E402
+
+
+def main() -> None:
+    harness.install(Path(tempfile.mkdtemp()) / "comfy_home")
+    nodes = harness.all_nodes()
+    for ui_path in harness.example_workflows():
+        twin = harness.api_twin(ui_path)
+        twin.parent.mkdir(exist_ok=True)
+        prompt = harness.read_workflow(ui_path, nodes)
+        twin.write_text(json.dumps(prompt, indent=2) + "\n")
+        print(f"wrote {twin.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
