@@ -1,0 +1,72 @@
+"""Optional cross-check backend: the same windows computed by jukemirlib itself.
+
+jukemirlib (git-only, not on PyPI) is detected at run time. Its ``setup_models`` downloads the
+checkpoints when they are missing from its cache folder, so we call it with the folder that
+already holds both files and refuse to start otherwise: this pack never downloads. Each context
+window is handed to ``jukemirlib.extract`` as audio (jukemirlib truncates clips to 8192 tokens),
+then resampled and stitched exactly like the native backend.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from ..errors import InputError, WeightsNotFoundError
+from ..progress import NO_CONTROL, RunControl
+from .config import JukeboxConfig
+from .extractor import DEFAULT_OVERLAP_SECONDS, peak_normalise
+from .files import PRIOR_FILENAME, VQVAE_FILENAME, PathLike, require_weights_file
+from .windows import FrameStitcher, frame_count, plan_windows, resample_to_fps
+
+
+def jukemirlib_available() -> bool:
+    """True if ``import jukemirlib`` would succeed (checked without importing it)."""
+    return importlib.util.find_spec("jukemirlib") is not None
+
+
+def _weights_folder(vqvae_path: Optional[PathLike], prior_path: Optional[PathLike]) -> Path:
+    vqvae = require_weights_file(vqvae_path, VQVAE_FILENAME, "Jukebox VQ-VAE")
+    prior = require_weights_file(prior_path, PRIOR_FILENAME, "Jukebox top-level prior")
+    if vqvae.name != VQVAE_FILENAME or prior.name != PRIOR_FILENAME or vqvae.parent != prior.parent:
+        raise WeightsNotFoundError(
+            f"jukemirlib needs {VQVAE_FILENAME} and {PRIOR_FILENAME} side by side in one folder "
+            f"(got {vqvae} and {prior}); otherwise it would download them"
+        )
+    return vqvae.parent
+
+
+def _setup(folder: Path, device: torch.device):
+    import jukemirlib
+    from jukemirlib import lib
+
+    if lib.VQVAE is None or lib.TOP_PRIOR is None:
+        lib.VQVAE, lib.TOP_PRIOR = jukemirlib.setup_models(cache_dir=str(folder), device=str(device))
+    return jukemirlib
+
+
+def extract_with_jukemirlib(waveform: np.ndarray, layer: int, fps: float,
+                            vqvae_path: Optional[PathLike], prior_path: Optional[PathLike],
+                            device: Union[str, torch.device] = "cpu",
+                            control: Optional[RunControl] = None) -> np.ndarray:
+    """Same contract as :func:`.extractor.extract_jukebox_features`, computed by jukemirlib."""
+    if not jukemirlib_available():
+        raise InputError("backend='jukemirlib' needs jukemirlib: pip install "
+                         "git+https://github.com/rodrigo-castellon/jukemirlib.git (or use backend='native')")
+    control = control or NO_CONTROL
+    jukemirlib = _setup(_weights_folder(vqvae_path, prior_path), torch.device(device))
+    config = JukeboxConfig.preset("5b")
+    audio = peak_normalise(waveform)
+    hop, n_frames = config.hop_length, frame_count(len(audio), fps)
+    windows = plan_windows(len(audio) // hop, n_frames, config.token_rate, fps, config.n_ctx,
+                           round(DEFAULT_OVERLAP_SECONDS * fps))
+    stitcher = FrameStitcher(n_frames, config.prior_width)
+    for index, window in enumerate(windows):
+        clip = audio[window.token_start * hop: (window.token_start + window.token_count) * hop]
+        acts = jukemirlib.extract(audio=clip, layers=[layer])[layer]  # (tokens, 4800)
+        stitcher.add(resample_to_fps(acts, config.token_rate, fps, window.frame_count), window.frame_start)
+        control.tick("jukebox (jukemirlib)", index + 1, len(windows))
+    return stitcher.result()
