@@ -71,7 +71,8 @@ def apply_noise_prior(
         raise InputError("the noise prior needs the reference image latent; pass reference_latent or disable the prior")
     if reference_latent.shape != noise[:, :, 0].shape:
         raise InputError(
-            f"reference_latent must be (B, C, h, w) = {tuple(noise[:, :, 0].shape)}, got {tuple(reference_latent.shape)}"
+            f"reference_latent must be (B, C, h, w) = {tuple(noise[:, :, 0].shape)}, "
+            f"got {tuple(reference_latent.shape)}"
         )
     ref = reference_latent.to(noise.dtype).unsqueeze(2).expand_as(noise)  # (B, 4, F, h, w)
     t = torch.tensor([int(prior_t)], device=noise.device, dtype=torch.long)
