@@ -1,0 +1,205 @@
+"""The :class:`ChampModels` container and how to build, load and save it.
+
+* :func:`build_champ` - randomly initialised models from a preset (tests, benchmarks).
+* :func:`load_champ` - Champ's released checkpoints (seven ``.pth`` files) plus the SD VAE and
+  the CLIP image encoder. Full-size modules are built on the meta device and filled strictly;
+  any key/shape mismatch raises :class:`~..errors.WeightsMismatchError` naming the file.
+* :func:`save_champ_models` / :func:`load_champ_models` - our own self-describing safetensors
+  (config inside every file), one file per module.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional, TypeVar, Union
+
+import torch
+from diffusers import AutoencoderKL
+from torch import nn
+from transformers import CLIPVisionModelWithProjection
+
+from ..checkpoint import PathLike, load_state_dict, read_config, save_model
+from ..config import ModelConfig
+from ..device import resolve_device, resolve_dtype
+from ..errors import InputError
+from .autoencoder import build_vae, load_vae
+from .config import (GUIDANCE_TYPES, DenoisingUNetConfig, GuidanceEncoderConfig, ImageEncoderConfig, UNetConfig,
+                     VAEConfig)
+from .denoising_unet import DenoisingUNet3D
+from .guidance_encoder import GuidanceEncoder
+from .image_encoder import _reset_position_ids, build_image_encoder, load_image_encoder
+from .keymap import champ_to_m2p_keys
+from .loading import build_on_meta, find_weights, finish_loading, place, read_weights
+from .reference_unet import ReferenceUNet
+
+DeviceLike = Union[str, torch.device]
+DtypeLike = Union[str, torch.dtype]
+M = TypeVar("M", bound=nn.Module)
+
+
+@dataclass
+class ChampModels:
+    """Every network of the Champ pipeline, on one device and dtype.
+
+    Attributes:
+        reference_unet: ReferenceNet; writes the reference bank once per video.
+        denoising_unet: 3-D U-Net predicting v for latents ``(B, 4, F, h, w)``.
+        guidance_encoders: guidance type -> encoder; outputs ``(B, C0, F, h, w)`` are summed.
+        vae: ``AutoencoderKL`` (8x spatial downsampling, ``config.scaling_factor`` 0.18215).
+        image_encoder: CLIP vision tower; ``image_embeds`` ``(B, D)`` condition both U-Nets.
+    """
+
+    reference_unet: ReferenceUNet
+    denoising_unet: DenoisingUNet3D
+    guidance_encoders: dict[str, GuidanceEncoder]
+    vae: AutoencoderKL
+    image_encoder: CLIPVisionModelWithProjection
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the denoising U-Net (all modules share it)."""
+        return self.denoising_unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype of the denoising U-Net."""
+        return self.denoising_unet.dtype
+
+    def modules(self) -> dict[str, nn.Module]:
+        """File stem -> module, for saving and iteration."""
+        named: dict[str, nn.Module] = {"reference_unet": self.reference_unet, "denoising_unet": self.denoising_unet,
+                                       "vae": self.vae, "image_encoder": self.image_encoder}
+        named.update({f"guidance_encoder_{k}": v for k, v in self.guidance_encoders.items()})
+        return named
+
+
+def _check_types(guidance_types: Iterable[str]) -> tuple[str, ...]:
+    types = tuple(guidance_types)
+    unknown = sorted(set(types) - set(GUIDANCE_TYPES))
+    if unknown or not types:
+        raise InputError(f"guidance_types must be a non-empty subset of {GUIDANCE_TYPES}, got {types}")
+    return types
+
+
+def build_champ(preset: str = "tiny", seed: int = 0, device: DeviceLike = "cpu", dtype: DtypeLike = torch.float32,
+                guidance_types: Iterable[str] = GUIDANCE_TYPES) -> ChampModels:
+    """Randomly initialised models of the named preset (``tiny``, ``small``, ``sd15``), seeded."""
+    dev, dt = resolve_device(device), resolve_dtype(dtype, resolve_device(device))
+    unet_cfg = DenoisingUNetConfig.preset(preset)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        models = ChampModels(
+            reference_unet=ReferenceUNet(unet_cfg.spatial()),
+            denoising_unet=DenoisingUNet3D(unet_cfg),
+            guidance_encoders={t: GuidanceEncoder(GuidanceEncoderConfig.preset(preset)) for t in _check_types(guidance_types)},
+            vae=build_vae(VAEConfig.preset(preset)),
+            image_encoder=build_image_encoder(ImageEncoderConfig.preset(preset)),
+        )
+    for module in models.modules().values():
+        place(module, dev, dt)
+    return models
+
+
+def _load_file(factory: Callable[[], M], path: Path, device: torch.device, dtype: torch.dtype,
+               champ_names: bool = False) -> M:
+    state_dict = read_weights(path)
+    module = build_on_meta(factory)
+    return finish_loading(module, champ_to_m2p_keys(state_dict, str(path)) if champ_names else state_dict,
+                          str(path), device, dtype)
+
+
+def _load_denoiser(champ_dir: Path, config: DenoisingUNetConfig, device: torch.device,
+                   dtype: torch.dtype) -> DenoisingUNet3D:
+    spatial = find_weights(champ_dir, ["denoising_unet"])
+    motion = find_weights(champ_dir, ["motion_module"])
+    merged = {**read_weights(spatial), **read_weights(motion)}  # motion file wins, as in Champ
+    source = f"{spatial} + {motion}"
+    unet = build_on_meta(lambda: DenoisingUNet3D(config))
+    return finish_loading(unet, champ_to_m2p_keys(merged, source), source, device, dtype)
+
+
+def load_champ(champ_dir: PathLike, vae_path: PathLike, image_encoder_path: PathLike,
+               guidance_types: Iterable[str] = GUIDANCE_TYPES, device: DeviceLike = "auto",
+               dtype: DtypeLike = "auto", unet_config: Optional[DenoisingUNetConfig] = None,
+               guidance_config: Optional[GuidanceEncoderConfig] = None) -> ChampModels:
+    """Load Champ's released weights.
+
+    Args:
+        champ_dir: folder with ``denoising_unet``, ``reference_unet``, ``motion_module`` and
+            ``guidance_encoder_<type>`` weights (``.pth`` or ``.safetensors``).
+        vae_path: sd-vae-ft-mse folder or single file (diffusers or LDM keys).
+        image_encoder_path: sd-image-variations ``image_encoder`` folder or single file.
+        guidance_types: which guidance encoders to load.
+        device, dtype: target placement (``"auto"``: CUDA + fp16 if available, else CPU + fp32).
+        unet_config, guidance_config: architecture overrides (default: ``sd15`` presets).
+    """
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    champ_dir = Path(champ_dir)
+    unet_cfg = unet_config or DenoisingUNetConfig.preset("sd15")
+    guide_cfg = guidance_config or GuidanceEncoderConfig.preset("sd15")
+    encoders = {
+        t: _load_file(lambda: GuidanceEncoder(guide_cfg), find_weights(champ_dir, [f"guidance_encoder_{t}"]), dev, dt)
+        for t in _check_types(guidance_types)
+    }
+    return ChampModels(
+        reference_unet=_load_file(lambda: ReferenceUNet(unet_cfg.spatial()),
+                                  find_weights(champ_dir, ["reference_unet"]), dev, dt),
+        denoising_unet=_load_denoiser(champ_dir, unet_cfg, dev, dt),
+        guidance_encoders=encoders,
+        vae=load_vae(vae_path, device=dev, dtype=dt),
+        image_encoder=load_image_encoder(image_encoder_path, device=dev, dtype=dt),
+    )
+
+
+_KIND_PREFIX = "champ."
+_BUILDERS: dict[str, tuple[type[ModelConfig], Callable[[ModelConfig], nn.Module]]] = {
+    "reference_unet": (UNetConfig, ReferenceUNet),
+    "denoising_unet": (DenoisingUNetConfig, DenoisingUNet3D),
+    "guidance_encoder": (GuidanceEncoderConfig, GuidanceEncoder),
+    "vae": (VAEConfig, build_vae),
+    "image_encoder": (ImageEncoderConfig, build_image_encoder),
+}
+
+
+def _kind(stem: str) -> str:
+    return "guidance_encoder" if stem.startswith("guidance_encoder_") else stem
+
+
+def save_champ_models(models: ChampModels, folder: PathLike) -> list[Path]:
+    """Write one self-describing safetensors file per module into ``folder``."""
+    folder = Path(folder)
+    return [
+        save_model(folder / f"{stem}.safetensors", module.state_dict(), _KIND_PREFIX + _kind(stem),
+                   module.m2p_config.to_json())
+        for stem, module in models.modules().items()
+    ]
+
+
+def _load_saved(path: Path, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    kind = _kind(path.stem)
+    config_cls, builder = _BUILDERS[kind]
+    config = config_cls.from_dict(read_config(path, _KIND_PREFIX + kind))
+    module = build_on_meta(lambda: builder(config))
+    if kind == "image_encoder":
+        _reset_position_ids(module)
+    return finish_loading(module, load_state_dict(path), str(path), device, dtype)
+
+
+def load_champ_models(folder: PathLike, device: DeviceLike = "auto", dtype: DtypeLike = "auto") -> ChampModels:
+    """Inverse of :func:`save_champ_models`; guidance encoders are those present in ``folder``."""
+    folder = Path(folder)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+
+    def load(stem: str) -> nn.Module:
+        return _load_saved(find_weights(folder / f"{stem}.safetensors"), dev, dt)
+
+    encoders = {p.stem.removeprefix("guidance_encoder_"): p for p in sorted(folder.glob("guidance_encoder_*.safetensors"))}
+    return ChampModels(
+        reference_unet=load("reference_unet"),
+        denoising_unet=load("denoising_unet"),
+        guidance_encoders={t: _load_saved(encoders[t], dev, dt) for t in GUIDANCE_TYPES if t in encoders},
+        vae=load("vae"),
+        image_encoder=load("image_encoder"),
+    )

@@ -1,0 +1,133 @@
+"""Reference attention (MagicAnimate/Champ "ReferenceNet"), as diffusers attention processors.
+
+Champ monkey-patches the ``forward`` of every spatial transformer block. We get the same maths
+from diffusers' processor hook instead, with the per-call state passed explicitly through
+``cross_attention_kwargs={"reference": ...}`` (no global mode flags):
+
+* **write** (:class:`ReferenceWrite`, ReferenceNet, run once at timestep 0): every spatial
+  ``attn1`` stores its input - the block's ``norm1`` output, ``(B, L, C)`` - in a bank keyed by
+  the block's module path, cast to the bank dtype (Champ casts to float16, even in fp32 runs).
+* **read** (:class:`ReferenceRead`, denoising U-Net): ``attn1`` of the block with the same path
+  uses query ``n = norm1(x)`` and keys/values ``cat([n, bank], tokens)``, the bank being
+  broadcast over the frames. Batch elements flagged ``False`` in ``use_reference`` (the CFG
+  unconditional branch) run plain self-attention instead.
+
+Pairing blocks by module path equals Champ's pairing (each U-Net's blocks in registration order,
+stable-sorted by width, zipped) because both U-Nets have the same spatial layout and
+registration order (down, up, mid).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Union
+
+import torch
+from diffusers.models.attention import BasicTransformerBlock
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from torch import nn
+
+from ..errors import InputError
+
+
+@dataclass
+class ReferenceWrite:
+    """Write-mode context: ``bank[block_path] = attn1 input (1, L, C)`` in ``dtype``."""
+
+    dtype: torch.dtype = torch.float16
+    bank: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class ReferenceRead:
+    """Read-mode context.
+
+    Attributes:
+        bank: block path -> reference tokens ``(1, L_ref, C)`` written by the ReferenceNet.
+        use_reference: one flag per batch element of the denoiser call (before frames are folded
+            into the batch); ``False`` means plain self-attention (CFG unconditional rows).
+    """
+
+    bank: Mapping[str, torch.Tensor]
+    use_reference: tuple[bool, ...]
+
+
+ReferenceContext = Union[ReferenceWrite, ReferenceRead, None]
+
+
+def _row_mask(use_reference: tuple[bool, ...], rows: int, device: torch.device) -> torch.Tensor:
+    """Expand per-batch flags to the ``(B F)`` rows seen inside the U-Net, ``(rows,)`` bool."""
+    if rows % len(use_reference):
+        raise InputError(f"{rows} attention rows cannot be split into {len(use_reference)} batch elements")
+    flags = torch.tensor(use_reference, dtype=torch.bool, device=device)
+    return flags.repeat_interleave(rows // len(use_reference))
+
+
+class ReferenceAttnProcessor:
+    """Self-attention processor of one spatial block that writes or reads the reference bank."""
+
+    def __init__(self, block_path: str) -> None:
+        self.block_path = block_path
+        self._sdpa = AttnProcessor2_0()
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        temb: Optional[torch.Tensor] = None,
+        reference: ReferenceContext = None,
+    ) -> torch.Tensor:
+        """``hidden_states``: ``(N, L, C)`` = ``norm1(x)``; returns the attention output ``(N, L, C)``."""
+        if isinstance(reference, ReferenceWrite):
+            reference.bank[self.block_path] = hidden_states.detach().to(reference.dtype)
+        if not isinstance(reference, ReferenceRead):
+            return self._sdpa(attn, hidden_states, None, attention_mask)
+        return self._read(attn, hidden_states, reference)
+
+    def _read(self, attn: Attention, hidden_states: torch.Tensor, reference: ReferenceRead) -> torch.Tensor:
+        if self.block_path not in reference.bank:
+            raise InputError(f"the reference bank has no entry for block {self.block_path!r}")
+        rows = _row_mask(reference.use_reference, hidden_states.shape[0], hidden_states.device)
+        out = torch.empty_like(hidden_states)
+        if rows.any():
+            query = hidden_states[rows]
+            bank = reference.bank[self.block_path].to(query.dtype).expand(query.shape[0], -1, -1)
+            out[rows] = self._sdpa(attn, query, torch.cat([query, bank], dim=1))
+        if not rows.all():
+            plain = hidden_states[~rows]
+            out[~rows] = self._sdpa(attn, plain, None)
+        return out
+
+
+class CrossAttnProcessor(AttnProcessor2_0):
+    """diffusers' SDPA processor that accepts (and ignores) the ``reference`` keyword."""
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        temb: Optional[torch.Tensor] = None,
+        reference: ReferenceContext = None,
+    ) -> torch.Tensor:
+        """Plain (cross-)attention; shapes as in :class:`AttnProcessor2_0`."""
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+
+def spatial_blocks(unet: nn.Module) -> dict[str, BasicTransformerBlock]:
+    """The spatial transformer blocks of a U-Net by module path (motion modules excluded)."""
+    return {
+        name: module
+        for name, module in unet.named_modules()
+        if isinstance(module, BasicTransformerBlock) and ".attentions." in f".{name}"
+    }
+
+
+def install_reference_processors(unet: nn.Module) -> None:
+    """Give every spatial block a bank-aware ``attn1`` and a keyword-tolerant ``attn2``."""
+    for path, block in spatial_blocks(unet).items():
+        block.attn1.set_processor(ReferenceAttnProcessor(path))
+        if block.attn2 is not None:
+            block.attn2.set_processor(CrossAttnProcessor())
