@@ -5,9 +5,14 @@ cache, and otherwise runs one of two extractors:
 
 * ``"baseline"``: EDGE's 35-d librosa set (:mod:`.baseline`), seconds on a CPU. The default.
 * ``"jukebox"``: 4800-d activations of the Jukebox 5B prior (:mod:`.jukebox_features`), what
-  the paper uses; needs the 5B checkpoints and, in practice, a GPU.
+  the paper uses; needs the 5B checkpoints and, in practice, a GPU. Self-describing tiny
+  weights (:func:`..jukebox.write_tiny_jukebox`) load through the same paths for smoke runs.
 
 Both return :class:`~.featureset.MusicFeatures` with ``N = floor(duration * fps)`` rows.
+
+Jukebox requests are checked (backend, files, layer) before the cache is consulted, and a model
+is loaded only on a cache miss, then kept for the next call: pass ``extractor=`` to own it, or
+let :data:`.jukebox_features.LOADED` (one model at most) keep it.
 """
 from __future__ import annotations
 
@@ -20,12 +25,13 @@ import torch
 
 from ..device import resolve_device, resolve_dtype
 from ..errors import AudioError, InputError
+from ..jukebox import JukeboxFeatureExtractor
 from ..progress import NO_CONTROL, RunControl
 from .baseline import FEATURE_SAMPLE_RATE, baseline_features, hop_length_for
 from .cache import FeatureCache, audio_content_hash, cache_key
 from .featureset import BASELINE, DEFAULT_FPS, FEATURE_KINDS, JUKEBOX, MusicFeatures
 from .io import check_not_silent, peak_normalize, resample, to_mono, trim_audio, validate_audio
-from .jukebox_features import DEFAULT_LAYER, JUKEBOX_SAMPLE_RATE, frames_for, jukebox_features
+from .jukebox_features import DEFAULT_LAYER, JUKEBOX_SAMPLE_RATE, JukeboxRun, frames_for, plan_jukebox
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +58,22 @@ def _check_request(audio: Mapping[str, Any], kind: str, fps: float) -> None:
         )
 
 
-def _compute(window: Mapping[str, Any], kind: str, fps: float, num_frames: int, layer: int,
-             start_bpm: Optional[float], jukebox_backend: str, vqvae_path: Optional[PathLike],
-             prior_path: Optional[PathLike], device: torch.device, dtype: torch.dtype,
-             control: RunControl) -> np.ndarray:
+def _compute(window: Mapping[str, Any], kind: str, fps: float, num_frames: int, start_bpm: Optional[float],
+             jukebox: Optional[JukeboxRun], control: RunControl) -> np.ndarray:
+    """The window's features, float32 ``(num_frames, D)``."""
     if kind == BASELINE:
         return baseline_features(_mono_at(window, FEATURE_SAMPLE_RATE), fps, num_frames, start_bpm)
     y44k = peak_normalize(_mono_at(window, JUKEBOX_SAMPLE_RATE))  # jukemirlib's input convention
-    return jukebox_features(y44k, layer=layer, fps=fps, backend=jukebox_backend, vqvae_path=vqvae_path,
-                            prior_path=prior_path, device=device, dtype=dtype, control=control)[:num_frames]
+    return jukebox.run(y44k, fps, num_frames, control)
+
+
+def _cache_for(cache: Optional[FeatureCache], extra: Optional[dict[str, Any]]) -> Optional[FeatureCache]:
+    """``cache``, unless the extractor's weights cannot be identified (then caching would risk
+    serving one model's features for another's)."""
+    if cache is not None and extra is None:
+        log.info("music features: not cached, the Jukebox extractor was built in memory (no weights_id)")
+        return None
+    return cache
 
 
 def extract_music_features(
@@ -78,6 +91,7 @@ def extract_music_features(
     dtype: Union[str, torch.dtype] = "fp32",
     cache: Optional[FeatureCache] = None,
     control: RunControl = NO_CONTROL,
+    extractor: Optional[JukeboxFeatureExtractor] = None,
 ) -> MusicFeatures:
     """Per-video-frame music features of ``audio[start : start + duration]``.
 
@@ -85,26 +99,35 @@ def extract_music_features(
         audio: ComfyUI AUDIO dict ``{"waveform": [1, C, S], "sample_rate": int}``.
         kind: ``"baseline"`` (EDGE's 35-d librosa set) or ``"jukebox"`` (4800-d).
         fps: video frame rate of the output rows (paper: 15; EDGE: 30).
-        layer: Jukebox prior layer, 1..72 (EDGE: 66). Ignored for ``"baseline"``.
+        layer: Jukebox prior layer, 1..72 for the 5B weights (EDGE: 66), 1..depth for others
+            (6 for the tiny smoke weights). Ignored for ``"baseline"``.
         start, duration: trim window in seconds (``duration=None``: to the end).
         jukebox_backend: ``"auto"``, ``"own"`` or ``"jukemirlib"``.
-        vqvae_path, prior_path: Jukebox 5B checkpoints (``"jukebox"`` only).
+        vqvae_path, prior_path: Jukebox weights files, or a folder holding them (``"jukebox"``
+            only): OpenAI's ``.pth.tar``, converted or self-describing ``.safetensors``.
         start_bpm: tempo hint for the baseline beat tracker (estimated when ``None``).
         device, dtype: where and how the Jukebox prior runs.
         cache: a :class:`FeatureCache`; ``None`` disables caching.
         control: progress/cancel hooks.
+        extractor: a loaded :class:`~..jukebox.JukeboxFeatureExtractor` to use instead of loading
+            from the paths (its device/dtype apply). Without it, the last loaded model is kept
+            in :data:`.jukebox_features.LOADED` and reused while files and settings match.
 
     Returns:
-        :class:`MusicFeatures` with ``features`` float32 ``(N, D)``, ``N = floor(duration * fps)``.
+        :class:`MusicFeatures` with ``features`` float32 ``(N, D)``, ``N = floor(duration * fps)``;
+        ``D`` = 35 (baseline) or the prior width (4800 for the 5B weights).
     """
     audio = validate_audio(audio, allow_silent=True)
     _check_request(audio, kind, fps)
     layer_used = layer if kind == JUKEBOX else None
     source_hash = audio_content_hash(audio)
-    device_ = resolve_device(device)
-    dtype_ = resolve_dtype(dtype, device_)
-    # Both Jukebox backends run the same checkpoints, so they share entries; precision does not.
-    extra = {"start_bpm": start_bpm} if kind == BASELINE else {"dtype": str(dtype_)}
+    jukebox = None
+    if kind == JUKEBOX:
+        device_ = resolve_device(device)
+        jukebox = plan_jukebox(layer, jukebox_backend, vqvae_path, prior_path, device_,
+                               resolve_dtype(dtype, device_), extractor)
+    extra = {"start_bpm": start_bpm} if kind == BASELINE else jukebox.cache_extra()
+    cache = _cache_for(cache, extra)
     key = cache_key(source_hash, kind, layer_used, fps, start, duration, extra)
     if cache is not None and (hit := cache.load(key)) is not None:
         log.info("music features: cache hit %s", cache.path_for(key).name)
@@ -115,8 +138,7 @@ def extract_music_features(
     if num_frames < 1:
         raise AudioError(f"music window is {window['waveform'].shape[-1] / window['sample_rate']:.3f} s, "
                          f"shorter than one video frame at {fps} fps")
-    rows = _compute(window, kind, fps, num_frames, layer, start_bpm, jukebox_backend, vqvae_path,
-                    prior_path, device_, dtype_, control)
+    rows = _compute(window, kind, fps, num_frames, start_bpm, jukebox, control)
     result = MusicFeatures(features=torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)),
                            fps=float(fps), kind=kind, layer=layer_used, source_hash=source_hash,
                            start_seconds=float(start))

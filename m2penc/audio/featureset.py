@@ -38,7 +38,8 @@ class MusicFeatures:
         features: float32 CPU tensor ``(N, D)``, ``N = floor(duration * fps)``, row ``i`` describes
             the music at time ``start_seconds + i / fps``.
         fps: frames per second of the rows.
-        kind: ``"baseline"`` (D = 35) or ``"jukebox"`` (D = 4800).
+        kind: ``"baseline"`` (D = 35) or ``"jukebox"`` (D = 4800 with the real 5B weights; the
+            prior width of other weights, e.g. 16 for the tiny smoke model).
         layer: Jukebox prior layer (1-based), ``None`` for the baseline set.
         source_hash: content hash of the AUDIO the features were computed from (before trimming).
         start_seconds: where the first row sits in that audio.

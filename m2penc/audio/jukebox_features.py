@@ -1,63 +1,64 @@
-"""Jukebox 5B-prior activations as music features: backend choice and frame bookkeeping.
+"""Jukebox activations as music features: which backend runs, on which weights, and frame fitting.
 
-The paper (sec. 2.1, 3.2.1) feeds M2PEnc 4800-d Jukebox vectors, one per video frame. They are
-the residual stream of the 5B model's top-level prior after ``layer`` of its 72 transformer
-layers, at the prior's token rate (344.5 Hz), resampled to the video fps. EDGE uses layer 66
-(jukemirlib's own default is 36).
+The paper (sec. 2.1, 3.2.1) feeds M2PEnc 4800-d Jukebox vectors, one per video frame: the
+residual stream of the 5B top-level prior after ``layer`` of its 72 layers, resampled from
+the token rate (344.5 Hz) to the video fps. EDGE uses layer 66.
 
-Two backends:
+All Jukebox computation lives in :mod:`..jukebox`, which owns the model: its native
+re-implementation and its jukemirlib cross-check (the pack's only jukemirlib code). This module
+is a thin dispatcher from the user-facing backend names:
 
-* ``"jukemirlib"`` (rodrigo-castellon/jukemirlib, installed from git; not on PyPI) is used when
-  it is importable. It only runs on CUDA, reads ``vqvae.pth.tar`` and ``prior_level_2.pth.tar``
-  from its cache folder and looks at the first 25 s of what it is given, so the music is fed
-  in :data:`JUKEMIRLIB_WINDOW_SECONDS` pieces and the results are concatenated.
-* ``"own"``: :func:`m2pdance.m2penc.jukebox.extract_jukebox_features`, this pack's own
-  re-implementation, imported lazily so that the baseline path never loads it.
+* ``"own"``: :class:`..jukebox.JukeboxFeatureExtractor`. The architecture comes from the files
+  (``5b`` for OpenAI's checkpoints, the embedded config for self-describing files such as the
+  tiny smoke weights), so the width is 4800 for real weights and e.g. 16 for tiny ones.
+* ``"jukemirlib"``: :func:`..jukebox.jukemirlib_backend.extract_with_jukemirlib` (5b only).
+* ``"auto"``: jukemirlib when it is importable and the device is CUDA, else ``"own"``.
 
-``"auto"`` picks jukemirlib when it is importable and the device is CUDA, else ``"own"``.
-Both backends receive mono 44.1 kHz audio peak-normalised to 1, as jukemirlib's loader does.
+Reuse of loaded models (loading the 5B prior takes tens of seconds and several GB): pass
+``extractor=`` to hold one yourself, else :data:`LOADED`, an :class:`..jukebox.ExtractorCache`
+with a single entry, keeps the most recent model between calls (keyed by the files' path, size
+and mtime, layer, device, dtype). One entry bounds the memory at one model;
+:func:`clear_loaded_jukebox` frees it.
+
+:func:`plan_jukebox` does every check (backend, weights files, layer) without loading anything,
+so errors come first and the feature cache can be consulted before any model is loaded.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 
-from ..errors import InputError, M2PDanceError, WeightsNotFoundError
+from ..errors import InputError, WeightsNotFoundError
+from ..jukebox import DEFAULT_LAYER, SAMPLE_RATE, ExtractorCache, JukeboxConfig, JukeboxFeatureExtractor
+from ..jukebox.extractor import DEFAULT_OVERLAP_SECONDS
+from ..jukebox.files import PRIOR_FILENAME, VQVAE_FILENAME, require_weights_file
+from ..jukebox.jukemirlib_backend import (JukeboxUnavailableError, extract_with_jukemirlib,
+                                          jukemirlib_available, require_jukemirlib)
+from ..jukebox.self_describing import check_stored_layers, config_for_files, weights_fingerprint
 from ..progress import NO_CONTROL, RunControl
-from .featureset import JUKEBOX_DIM
 
-#: Jukebox's audio sample rate (Hz).
-JUKEBOX_SAMPLE_RATE = 44100
-#: Top-prior tokens per second: 8192 tokens per 1,048,576 samples = 344.53 Hz (hop 128).
-JUKEBOX_TOKEN_RATE = 8192 / (1048576 / JUKEBOX_SAMPLE_RATE)
-#: Transformer layers in the 5B top prior; valid layers are 1..this (1-based, as jukemirlib).
-JUKEBOX_NUM_LAYERS = 72
-#: EDGE's layer (the paper follows EDGE); jukemirlib's own default is 36.
-DEFAULT_LAYER = 66
-#: jukemirlib truncates its input to 25 s; pieces of 20 s stay inside the prior's 23.8 s context.
-JUKEMIRLIB_WINDOW_SECONDS = 20.0
+__all__ = [
+    "BACKENDS", "DEFAULT_LAYER", "JUKEBOX_SAMPLE_RATE", "LOADED", "JukeboxRun", "JukeboxUnavailableError",
+    "clear_loaded_jukebox", "fit_frames", "frames_for", "plan_jukebox", "resolve_backend",
+]
+
+#: Jukebox's audio sample rate (Hz); backends receive mono audio at this rate.
+JUKEBOX_SAMPLE_RATE = SAMPLE_RATE
 BACKENDS: tuple[str, ...] = ("auto", "own", "jukemirlib")
-#: Where the official 5B checkpoints are published (users download them; we never do).
-WEIGHTS_URL_PREFIX = "https://openaipublic.azureedge.net/jukebox/models/5b/"
-VQVAE_FILENAME = "vqvae.pth.tar"
-PRIOR_FILENAME = "prior_level_2.pth.tar"
+#: Models loaded by calls without ``extractor=``: one entry, so at most one model stays in memory.
+LOADED = ExtractorCache(maxsize=1)
 
 PathLike = Union[str, Path]
 
 
-class JukeboxUnavailableError(M2PDanceError, RuntimeError):
-    """No Jukebox backend can run here; the message says what to install."""
-
-
-def jukemirlib_available() -> bool:
-    """True when ``import jukemirlib`` would succeed (checked without importing it)."""
-    return importlib.util.find_spec("jukemirlib") is not None
+def clear_loaded_jukebox() -> None:
+    """Free the model kept in :data:`LOADED` (a caller-held ``extractor`` is not affected)."""
+    LOADED.clear()
 
 
 def resolve_backend(name: str, device: torch.device) -> str:
@@ -69,41 +70,20 @@ def resolve_backend(name: str, device: torch.device) -> str:
     return "jukemirlib" if jukemirlib_available() and device.type == "cuda" else "own"
 
 
-def check_layer(layer: int) -> None:
-    """Layers are 1-based like jukemirlib's: 1..72."""
-    if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= JUKEBOX_NUM_LAYERS:
-        raise InputError(f"Jukebox layer must be an int in 1..{JUKEBOX_NUM_LAYERS}, got {layer!r} "
-                         f"(EDGE uses {DEFAULT_LAYER})")
-
-
-def require_weights(vqvae_path: Optional[PathLike], prior_path: Optional[PathLike]) -> tuple[Path, Path]:
-    """Both checkpoint files must exist locally; the error names them and where to get them."""
-    found: list[Path] = []
-    for given, name, size in ((vqvae_path, VQVAE_FILENAME, "~8 MB"), (prior_path, PRIOR_FILENAME, "~10 GB")):
-        if given is None or not Path(given).is_file():
-            where = "no path was given" if given is None else f"{given} does not exist"
-            raise WeightsNotFoundError(
-                f"Jukebox 5B checkpoint {name} ({size}) is missing: {where}. Download it from "
-                f"{WEIGHTS_URL_PREFIX}{name} and pass its path, or use the CPU-friendly "
-                "'baseline' music features instead."
-            )
-        found.append(Path(given))
-    return found[0], found[1]
-
-
 def frames_for(num_samples: int, sample_rate: int, fps: float) -> int:
     """``N = floor(duration * fps)``: the number of whole video frames the music covers."""
     return int(math.floor(num_samples / sample_rate * fps + 1e-9))
 
 
 def fit_frames(acts: np.ndarray, num_frames: int, slack: int = 2) -> np.ndarray:
-    """Trim or edge-pad a ``(T, 4800)`` activation matrix to exactly ``num_frames`` rows.
+    """Trim or edge-pad a ``(T, D)`` activation matrix to exactly ``num_frames`` rows.
 
-    Resampling 344.5 Hz to the video rate can be off by a frame at the end; more than
-    ``slack`` frames missing means the backend returned something else, which is an error.
+    Resampling the music to 44.1 kHz can move its length across a frame boundary, so a backend
+    may return a frame more or less than the window holds; more than ``slack`` frames missing
+    means it returned something else, which is an error.
     """
-    if acts.ndim != 2 or acts.shape[1] != JUKEBOX_DIM:
-        raise InputError(f"Jukebox backend returned shape {acts.shape}, expected (frames, {JUKEBOX_DIM})")
+    if acts.ndim != 2:
+        raise InputError(f"Jukebox backend returned shape {acts.shape}, expected (frames, width)")
     if acts.shape[0] + slack < num_frames:
         raise InputError(f"Jukebox backend returned {acts.shape[0]} frames, {num_frames} were expected")
     if acts.shape[0] < num_frames:
@@ -112,100 +92,82 @@ def fit_frames(acts: np.ndarray, num_frames: int, slack: int = 2) -> np.ndarray:
     return np.ascontiguousarray(acts[:num_frames], dtype=np.float32)
 
 
-def _own_extractor() -> Callable[..., np.ndarray]:
-    """The pack's own backend, imported only when needed."""
+def _weights_files(vqvae_path: Optional[PathLike], prior_path: Optional[PathLike]) -> tuple[Path, Path]:
+    """Both files (or a folder holding them) must exist; the error names files, URLs and the fallback."""
     try:
-        module = importlib.import_module("..jukebox", __package__)
-    except ImportError as e:
-        raise JukeboxUnavailableError(
-            f"the built-in Jukebox backend (m2pdance.m2penc.jukebox) failed to import: {e}. "
-            "Reinstall m2pdance with `pip install -e .[jukebox]`, or install jukemirlib from "
-            "https://github.com/rodrigo-castellon/jukemirlib (CUDA only)."
-        ) from e
-    fn = getattr(module, "extract_jukebox_features", None)
-    if fn is None:
-        raise JukeboxUnavailableError(
-            "m2pdance.m2penc.jukebox has no extract_jukebox_features(); this m2pdance build ships "
-            "without the built-in Jukebox backend. Update m2pdance, install jukemirlib from "
-            "https://github.com/rodrigo-castellon/jukemirlib (CUDA only), or use 'baseline' features."
-        )
-    return fn
+        return (require_weights_file(vqvae_path, VQVAE_FILENAME, "Jukebox VQ-VAE"),
+                require_weights_file(prior_path, PRIOR_FILENAME, "Jukebox top-level prior"))
+    except WeightsNotFoundError as e:
+        raise WeightsNotFoundError(f"{e} Or use the CPU-friendly 'baseline' music features.") from e
 
 
-def _run_own(fn: Callable[..., np.ndarray], y44k: np.ndarray, layer: int, fps: float, vqvae: Path,
-             prior: Path, device: torch.device, dtype: torch.dtype, control: RunControl) -> np.ndarray:
-    return np.asarray(fn(y44k, layer=layer, fps=fps, vqvae_path=vqvae, prior_path=prior,
-                         device=device, dtype=dtype, control=control))
+@dataclass(frozen=True, eq=False)
+class JukeboxRun:
+    """A checked Jukebox request; nothing is loaded until :meth:`run`.
 
-
-def _prepare_jukemirlib(jukemirlib, vqvae: Path, prior: Path, device: torch.device) -> None:
-    """Point jukemirlib at the user's checkpoints so that it never downloads them itself."""
-    if device.type != "cuda":
-        raise InputError(f"jukemirlib only runs on CUDA (got device {device}); use jukebox_backend='own'")
-    if vqvae.parent != prior.parent or vqvae.name != VQVAE_FILENAME or prior.name != PRIOR_FILENAME:
-        raise InputError(
-            f"jukemirlib reads {VQVAE_FILENAME} and {PRIOR_FILENAME} from one folder; put both files, "
-            f"with these names, in the same folder (got {vqvae} and {prior})"
-        )
-    constants = getattr(jukemirlib, "constants", None)
-    if constants is not None and hasattr(constants, "CACHE_DIR"):
-        constants.CACHE_DIR = str(vqvae.parent)
-
-
-def _run_jukemirlib(y44k: np.ndarray, layer: int, fps: float, vqvae: Path, prior: Path,
-                    device: torch.device, control: RunControl) -> np.ndarray:
-    jukemirlib = importlib.import_module("jukemirlib")
-    _prepare_jukemirlib(jukemirlib, vqvae, prior, device)
-    window = int(JUKEMIRLIB_WINDOW_SECONDS * JUKEBOX_SAMPLE_RATE)
-    pieces = []
-    starts = range(0, len(y44k), window)
-    for i, first in enumerate(starts):
-        piece = y44k[first:first + window]
-        want = frames_for(len(piece), JUKEBOX_SAMPLE_RATE, fps)
-        if want == 0:
-            break
-        acts = jukemirlib.extract(audio=piece, layers=[layer], downsample_target_rate=fps)[layer]
-        pieces.append(fit_frames(np.asarray(acts), want))
-        control.tick("jukebox", i + 1, len(starts))
-    return np.concatenate(pieces, axis=0)
-
-
-def jukebox_features(
-    y44k: np.ndarray,
-    layer: int = DEFAULT_LAYER,
-    fps: float = 15.0,
-    backend: str = "auto",
-    vqvae_path: Optional[PathLike] = None,
-    prior_path: Optional[PathLike] = None,
-    device: torch.device = torch.device("cpu"),
-    dtype: torch.dtype = torch.float32,
-    control: RunControl = NO_CONTROL,
-) -> np.ndarray:
-    """Layer-``layer`` activations for mono, peak-normalised 44.1 kHz audio.
-
-    Args:
-        y44k: float32 ``(S,)`` at :data:`JUKEBOX_SAMPLE_RATE`, ``max|y| == 1``.
-        layer: 1-based prior layer (1..72); EDGE uses 66.
-        fps: output frame rate.
-        backend: ``"auto"``, ``"own"`` or ``"jukemirlib"``.
-        vqvae_path, prior_path: local ``vqvae.pth.tar`` and ``prior_level_2.pth.tar``.
-        device, dtype: where and in which precision the prior runs.
-
-    Returns:
-        float32 ``(N, 4800)``, ``N = floor(S / 44100 * fps)``.
+    ``weights_id`` identifies the weights (``None``: an in-memory extractor, whose features
+    cannot be cached safely); ``windows`` is (context tokens, overlap seconds), which changes
+    features of long music.
     """
-    check_layer(layer)
+
+    backend: str
+    layer: int
+    device: torch.device
+    dtype: torch.dtype
+    weights_id: Optional[str]
+    windows: tuple[int, float]
+    vqvae_file: Optional[Path] = None
+    prior_file: Optional[Path] = None
+    extractor: Optional[JukeboxFeatureExtractor] = None
+
+    def cache_extra(self) -> Optional[dict[str, Any]]:
+        """What besides audio/layer/fps/window decides the features; ``None``: do not cache."""
+        if self.weights_id is None:
+            return None
+        # Both backends run the same files, so they share entries; precision does not.
+        return {"dtype": str(self.dtype), "weights": self.weights_id, "windows": list(self.windows)}
+
+    def run(self, y44k: np.ndarray, fps: float, num_frames: int, control: RunControl = NO_CONTROL) -> np.ndarray:
+        """Mono 44.1 kHz float32 ``(S,)`` -> float32 ``(num_frames, width)``."""
+        if self.backend == "jukemirlib":
+            acts = extract_with_jukemirlib(y44k, self.layer, fps, self.vqvae_file, self.prior_file,
+                                           self.device, control)
+        else:
+            extractor = self.extractor or LOADED.get(self.vqvae_file, self.prior_file, self.layer,
+                                                     self.device, self.dtype)
+            acts = extractor.extract(y44k, fps, self.layer, control)
+        return fit_frames(np.asarray(acts), num_frames)
+
+
+def _plan_with_extractor(extractor: JukeboxFeatureExtractor, layer: int, backend: str) -> JukeboxRun:
+    if backend == "jukemirlib":
+        raise InputError("an extractor was passed, which runs the built-in backend; use jukebox_backend="
+                         "'own' or 'auto' with it, or drop the extractor to run jukemirlib")
+    layer = extractor.check_layer(layer)
+    return JukeboxRun("own", layer, extractor.device, extractor.dtype, extractor.weights_id,
+                      (extractor.window_tokens, extractor.overlap_seconds), extractor=extractor)
+
+
+def plan_jukebox(layer: int = DEFAULT_LAYER, backend: str = "auto", vqvae_path: Optional[PathLike] = None,
+                 prior_path: Optional[PathLike] = None, device: torch.device = torch.device("cpu"),
+                 dtype: torch.dtype = torch.float32,
+                 extractor: Optional[JukeboxFeatureExtractor] = None) -> JukeboxRun:
+    """Check a request without loading any model: backend installed, weights present, ``layer``
+    within what the weights hold (1..72 for 5b, 1..depth of the embedded config otherwise).
+
+    With ``extractor``, that model is used as is (its own device/dtype); paths are ignored.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"jukebox_backend must be one of {BACKENDS}, got {backend!r}")
+    if extractor is not None:
+        return _plan_with_extractor(extractor, layer, backend)
     chosen = resolve_backend(backend, device)
-    if chosen == "jukemirlib" and not jukemirlib_available():
-        raise JukeboxUnavailableError(
-            "jukebox_backend='jukemirlib' but jukemirlib is not installed; install it with "
-            "`pip install git+https://github.com/rodrigo-castellon/jukemirlib` or use 'own'/'auto'"
-        )
-    own = _own_extractor() if chosen == "own" else None  # a missing backend is reported first
-    vqvae, prior = require_weights(vqvae_path, prior_path)
-    num_frames = frames_for(len(y44k), JUKEBOX_SAMPLE_RATE, fps)
     if chosen == "jukemirlib":
-        acts = _run_jukemirlib(y44k, layer, fps, vqvae, prior, device, control)
-    else:
-        acts = _run_own(own, y44k, layer, fps, vqvae, prior, device, dtype, control)
-    return fit_frames(acts, num_frames)
+        require_jukemirlib()  # a missing package is reported before missing weights
+    vqvae_file, prior_file = _weights_files(vqvae_path, prior_path)
+    config = JukeboxConfig.preset("5b") if chosen == "jukemirlib" else config_for_files(vqvae_file, prior_file)
+    layer = config.check_layer(layer)
+    if chosen == "own":
+        check_stored_layers(prior_file, layer)
+    return JukeboxRun(chosen, layer, device, dtype, weights_fingerprint(vqvae_file, prior_file),
+                      (config.n_ctx, DEFAULT_OVERLAP_SECONDS), vqvae_file, prior_file)

@@ -23,9 +23,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..checkpoint import atomic_write
+from ..checkpoint import KIND_KEY, atomic_write
 from ..errors import WeightsError
 from .files import PathLike
+from .self_describing import CONVERTED_KIND, MAX_LAYER_KEY
 
 KeyFilter = Callable[[str], bool]
 _LAYER_KEY = re.compile(r"^prior\.transformer\._attn_mods\.(\d+)\.")
@@ -119,5 +120,5 @@ def convert_jukebox_checkpoint(src: PathLike, dst: PathLike, max_layer: Optional
         raise WeightsError(f"destination must end in .safetensors, got {dst.name}")
     state = read_jukebox_state_dict(src, keys_up_to_layer(max_layer))
     tensors = {k: v.contiguous() for k, v in state.items()}
-    meta = {"m2pdance.kind": "jukebox", "source": src.name, "max_layer": json.dumps(max_layer)}
+    meta = {KIND_KEY: CONVERTED_KIND, "source": src.name, MAX_LAYER_KEY: json.dumps(max_layer)}
     return atomic_write(dst, lambda tmp: save_file(tensors, tmp, metadata=meta))

@@ -124,7 +124,7 @@ class JukeboxConfig(ModelConfig):
 
     def check_layer(self, layer: int) -> int:
         """Validate a 1-based transformer layer index; returns it."""
-        if not isinstance(layer, int) or not 1 <= layer <= self.prior_depth:
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= self.prior_depth:
             raise InputError(
                 f"Jukebox layer must be an integer in 1..{self.prior_depth}, got {layer!r} "
                 f"(EDGE uses {DEFAULT_LAYER}, jukemirlib defaults to {JUKEMIRLIB_DEFAULT_LAYER})"

@@ -5,7 +5,8 @@
 -> top-level VQ-VAE tokens -> activations of prior layer ``layer`` -> librosa FFT resampling to
 ``fps`` -- without jukemirlib's 23.8 s limit (see :mod:`.windows`) and loading only layers
 ``1..layer``. :class:`JukeboxFeatureExtractor` keeps the models for repeated calls;
-:func:`load_jukebox` builds one from the two checkpoint files.
+:func:`load_jukebox` builds one from the two checkpoint files, taking the architecture from the
+files when they carry it (:mod:`.self_describing`, e.g. tiny smoke weights), else ``5b``.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from .config import DEFAULT_LAYER, JukeboxConfig
 from .files import PRIOR_FILENAME, VQVAE_FILENAME, PathLike, require_weights_file
 from .memory import check_memory, pickle_read_bytes, required_bytes
 from .prior import TopLevelPrior
+from .self_describing import check_stored_layers, config_for_files, weights_fingerprint
 from .tokens import DEFAULT_CHUNK_TOKENS, encode_tokens
 from .vqvae import VQVAE
 from .windows import FrameStitcher, frame_count, plan_windows, resample_to_fps
@@ -50,12 +52,18 @@ def peak_normalise(waveform: np.ndarray) -> np.ndarray:
 
 
 class JukeboxFeatureExtractor:
-    """Loaded VQ-VAE + truncated prior; :meth:`extract` turns music into (N, width) features."""
+    """Loaded VQ-VAE + truncated prior; :meth:`extract` turns music into (N, width) features.
+
+    ``weights_id`` names the weights the models came from (set by :func:`load_jukebox` from the
+    files' paths, sizes and mtimes); ``None`` for models built in memory. Feature caches use it
+    to tell features of different weights apart.
+    """
 
     def __init__(self, vqvae: VQVAE, prior: TopLevelPrior, device: Union[str, torch.device] = "cpu",
                  dtype: DtypeLike = torch.float32, window_tokens: Optional[int] = None,
                  overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
-                 chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> None:
+                 chunk_tokens: int = DEFAULT_CHUNK_TOKENS, weights_id: Optional[str] = None) -> None:
+        self.weights_id = weights_id
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.config: JukeboxConfig = prior.config
@@ -72,7 +80,8 @@ class JukeboxFeatureExtractor:
         """Deepest layer this extractor can return (the layers that were loaded)."""
         return self.prior.n_layers
 
-    def _check_layer(self, layer: Optional[int]) -> int:
+    def check_layer(self, layer: Optional[int]) -> int:
+        """A valid layer this extractor can return (``None``: the deepest loaded); raises InputError."""
         layer = self.max_layer if layer is None else self.config.check_layer(layer)
         if layer > self.max_layer:
             raise InputError(f"layer {layer} requested but only layers 1..{self.max_layer} were loaded; "
@@ -87,7 +96,7 @@ class JukeboxFeatureExtractor:
     def token_features(self, tokens: torch.Tensor, layer: Optional[int] = None,
                        on_layer: Optional[Callable[[int], None]] = None) -> np.ndarray:
         """One context window: tokens (T,) with T <= n_ctx -> layer activations (T, width) float32."""
-        layer = self._check_layer(layer)
+        layer = self.check_layer(layer)
         acts = self.prior.layer_output(tokens.to(self.device)[None], layer, self.dtype, on_layer)
         return acts[0].float().cpu().numpy()
 
@@ -95,7 +104,7 @@ class JukeboxFeatureExtractor:
                 control: Optional[RunControl] = None) -> np.ndarray:
         """Mono 44.1 kHz audio (S,) -> features (floor(S / 44100 * fps), width) float32."""
         control = control or NO_CONTROL
-        layer = self._check_layer(layer)
+        layer = self.check_layer(layer)
         if not 0 < fps <= MAX_FPS:
             raise InputError(f"fps must be in (0, {MAX_FPS}], got {fps}")
         audio = peak_normalise(waveform)
@@ -137,20 +146,23 @@ def _check_resources(config: JukeboxConfig, layer: int, device: torch.device, dt
 def load_jukebox(vqvae_path: Optional[PathLike], prior_path: Optional[PathLike], layer: int = DEFAULT_LAYER,
                  device: Union[str, torch.device] = "cpu", dtype: DtypeLike = torch.float32,
                  config: Optional[JukeboxConfig] = None, **extractor_options) -> JukeboxFeatureExtractor:
-    """Build the VQ-VAE and the prior's layers ``1..layer`` from checkpoint files (``.pth.tar`` or
-    converted ``.safetensors``), after checking the files exist and memory suffices."""
-    config = config or JukeboxConfig.preset("5b")
-    layer = config.check_layer(layer)
-    device = resolve_device(device)
-    dtype = resolve_dtype(dtype, device)
+    """Build the VQ-VAE and the prior's layers ``1..layer`` from checkpoint files (``.pth.tar``,
+    converted or self-describing ``.safetensors``), after checking the files exist, hold ``layer``
+    and memory suffices. ``config`` wins over the files' embedded config; without either, ``5b``."""
     vqvae_file = require_weights_file(vqvae_path, VQVAE_FILENAME, "Jukebox VQ-VAE")
     prior_file = require_weights_file(prior_path, PRIOR_FILENAME, "Jukebox top-level prior")
+    config = config or config_for_files(vqvae_file, prior_file)
+    layer = config.check_layer(layer)
+    check_stored_layers(prior_file, layer)
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
     _check_resources(config, layer, device, dtype, prior_file)
     vqvae, prior = _build_on_meta(config, layer)
     load_strict(vqvae, read_jukebox_state_dict(vqvae_file), str(vqvae_file))
     log.info("loading Jukebox prior layers 1..%d from %s", layer, prior_file)
     load_strict(prior, read_jukebox_state_dict(prior_file, keys_up_to_layer(layer)), str(prior_file))
-    return JukeboxFeatureExtractor(vqvae, prior, device, dtype, **extractor_options)
+    return JukeboxFeatureExtractor(vqvae, prior, device, dtype, weights_id=weights_fingerprint(vqvae_file, prior_file),
+                                   **extractor_options)
 
 
 def extract_jukebox_features(waveform_mono_44k: np.ndarray, layer: int = DEFAULT_LAYER, fps: float = 15.0,
@@ -158,11 +170,13 @@ def extract_jukebox_features(waveform_mono_44k: np.ndarray, layer: int = DEFAULT
                              device: Union[str, torch.device] = "cpu", dtype: DtypeLike = torch.float32,
                              control: Optional[RunControl] = None, config: Optional[JukeboxConfig] = None,
                              backend: str = "native") -> np.ndarray:
-    """Jukebox layer-``layer`` features of mono 44.1 kHz music (S,) -> (floor(S/44100*fps), 4800) float32.
+    """Jukebox layer-``layer`` features of mono 44.1 kHz music (S,) -> (floor(S/44100*fps), width)
+    float32 (width 4800 for ``5b``; the architecture comes from ``config``, else the files).
 
     Loads the models on every call; keep a :class:`JukeboxFeatureExtractor` (from
-    :func:`load_jukebox`) to reuse them. ``backend="jukemirlib"`` runs jukemirlib instead (if
-    installed) with the same windowing, for cross-checking.
+    :func:`load_jukebox`, or :class:`.reuse.ExtractorCache`) to reuse them.
+    ``backend="jukemirlib"`` runs jukemirlib instead (if installed) with the same windowing,
+    for cross-checking.
     """
     if backend == "jukemirlib":
         from .jukemirlib_backend import extract_with_jukemirlib

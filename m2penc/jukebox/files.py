@@ -33,13 +33,18 @@ def where_to_get(filename: str) -> str:
     )
 
 
+def safetensors_name(filename: str) -> str:
+    """``vqvae.pth.tar`` -> ``vqvae.safetensors``: the converted name a folder lookup also accepts."""
+    return filename.removesuffix(".pth.tar") + ".safetensors"
+
+
 def require_weights_file(path: Optional[PathLike], filename: str, what: str) -> Path:
     """Return ``path`` as a Path if it is an existing file, else raise WeightsNotFoundError."""
     if path is None:
         raise WeightsNotFoundError(f"no {what} weights file was given (expected {filename}). {where_to_get(filename)}")
     path = Path(path).expanduser()
     if path.is_dir():
-        candidates = [path / filename, path / (filename.removesuffix(".pth.tar") + ".safetensors")]
+        candidates = [path / filename, path / safetensors_name(filename)]
         for candidate in candidates:
             if candidate.is_file():
                 return candidate

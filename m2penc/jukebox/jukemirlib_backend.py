@@ -1,31 +1,55 @@
 """Optional cross-check backend: the same windows computed by jukemirlib itself.
 
-jukemirlib (git-only, not on PyPI) is detected at run time. Its ``setup_models`` downloads the
-checkpoints when they are missing from its cache folder, so we call it with the folder that
-already holds both files and refuse to start otherwise: this pack never downloads. Each context
-window is handed to ``jukemirlib.extract`` as audio (jukemirlib truncates clips to 8192 tokens),
-then resampled and stitched exactly like the native backend.
+This is the pack's only code that calls jukemirlib (``m2penc.audio`` dispatches here).
+jukemirlib (rodrigo-castellon/jukemirlib; git-only, not on PyPI) is detected at run time and
+only knows the ``5b`` model. Its ``setup_models`` downloads the checkpoints when they are missing
+from its cache folder, so we call it with the folder that already holds both files and refuse
+to start otherwise: this pack never downloads. Its ``get_z``/``get_cond`` put tensors on the
+package-level ``jukemirlib.DEVICE`` whatever device the models were set up on, so that is set
+too. The models live in jukemirlib's module globals and are set up again when the folder or
+device changes. Each context window is handed to ``jukemirlib.extract`` as audio (jukemirlib
+truncates clips to 8192 tokens), then resampled and stitched exactly like the native backend.
 """
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import ModuleType
 from typing import Optional, Union
 
 import numpy as np
 import torch
 
-from ..errors import InputError, WeightsNotFoundError
+from ..device import resolve_device
+from ..errors import M2PDanceError, WeightsNotFoundError
 from ..progress import NO_CONTROL, RunControl
 from .config import JukeboxConfig
 from .extractor import DEFAULT_OVERLAP_SECONDS, peak_normalise
 from .files import PRIOR_FILENAME, VQVAE_FILENAME, PathLike, require_weights_file
 from .windows import FrameStitcher, frame_count, plan_windows, resample_to_fps
 
+JUKEMIRLIB_URL = "https://github.com/rodrigo-castellon/jukemirlib"
+#: Attribute on ``jukemirlib.lib`` recording which (folder, device) its models were set up from.
+_SETUP_MARK = "_m2pdance_setup"
+
+
+class JukeboxUnavailableError(M2PDanceError, RuntimeError):
+    """The requested Jukebox backend cannot run here; the message says what to install."""
+
 
 def jukemirlib_available() -> bool:
     """True if ``import jukemirlib`` would succeed (checked without importing it)."""
     return importlib.util.find_spec("jukemirlib") is not None
+
+
+def require_jukemirlib() -> None:
+    """Raise :class:`JukeboxUnavailableError` with install instructions if jukemirlib is missing."""
+    if not jukemirlib_available():
+        raise JukeboxUnavailableError(
+            f"the 'jukemirlib' Jukebox backend needs jukemirlib, which is not installed (it is not on "
+            f"PyPI): pip install git+{JUKEMIRLIB_URL}.git -- or use the built-in backend "
+            "(jukebox_backend='own' / backend='native'), which reads the same checkpoints"
+        )
 
 
 def _weights_folder(vqvae_path: Optional[PathLike], prior_path: Optional[PathLike]) -> Path:
@@ -39,12 +63,17 @@ def _weights_folder(vqvae_path: Optional[PathLike], prior_path: Optional[PathLik
     return vqvae.parent
 
 
-def _setup(folder: Path, device: torch.device):
+def _setup(folder: Path, device: torch.device) -> ModuleType:
+    """jukemirlib with its models loaded from ``folder`` onto ``device`` (reused if already so)."""
     import jukemirlib
     from jukemirlib import lib
 
-    if lib.VQVAE is None or lib.TOP_PRIOR is None:
+    wanted = (str(folder), str(device))
+    if lib.VQVAE is None or lib.TOP_PRIOR is None or getattr(lib, _SETUP_MARK, None) != wanted:
+        jukemirlib.DEVICE = str(device)
+        lib.x_cond = lib.y_cond = None  # conditioning cached on the previous device
         lib.VQVAE, lib.TOP_PRIOR = jukemirlib.setup_models(cache_dir=str(folder), device=str(device))
+        setattr(lib, _SETUP_MARK, wanted)
     return jukemirlib
 
 
@@ -52,13 +81,13 @@ def extract_with_jukemirlib(waveform: np.ndarray, layer: int, fps: float,
                             vqvae_path: Optional[PathLike], prior_path: Optional[PathLike],
                             device: Union[str, torch.device] = "cpu",
                             control: Optional[RunControl] = None) -> np.ndarray:
-    """Same contract as :func:`.extractor.extract_jukebox_features`, computed by jukemirlib."""
-    if not jukemirlib_available():
-        raise InputError("backend='jukemirlib' needs jukemirlib: pip install "
-                         "git+https://github.com/rodrigo-castellon/jukemirlib.git (or use backend='native')")
-    control = control or NO_CONTROL
-    jukemirlib = _setup(_weights_folder(vqvae_path, prior_path), torch.device(device))
+    """Same contract as :func:`.extractor.extract_jukebox_features` for the ``5b`` model,
+    computed by jukemirlib: mono 44.1 kHz (S,) -> (floor(S / 44100 * fps), 4800) float32."""
+    require_jukemirlib()
     config = JukeboxConfig.preset("5b")
+    layer = config.check_layer(layer)
+    control = control or NO_CONTROL
+    jukemirlib = _setup(_weights_folder(vqvae_path, prior_path), resolve_device(device))
     audio = peak_normalise(waveform)
     hop, n_frames = config.hop_length, frame_count(len(audio), fps)
     windows = plan_windows(len(audio) // hop, n_frames, config.token_rate, fps, config.n_ctx,
@@ -66,7 +95,7 @@ def extract_with_jukemirlib(waveform: np.ndarray, layer: int, fps: float,
     stitcher = FrameStitcher(n_frames, config.prior_width)
     for index, window in enumerate(windows):
         clip = audio[window.token_start * hop: (window.token_start + window.token_count) * hop]
-        acts = jukemirlib.extract(audio=clip, layers=[layer])[layer]  # (tokens, 4800)
+        acts = np.asarray(jukemirlib.extract(audio=clip, layers=[layer])[layer])  # (tokens, 4800)
         stitcher.add(resample_to_fps(acts, config.token_rate, fps, window.frame_count), window.frame_start)
         control.tick("jukebox (jukemirlib)", index + 1, len(windows))
     return stitcher.result()

@@ -3,10 +3,13 @@
 Real Jukebox weights are 10 GB and never available in CI; a tiny random model with the same
 topology exercises every code path. Initialisation uses a private generator (no global RNG
 side effects) and draws each codebook from the encoder's outputs so tokens vary.
+:func:`write_tiny_jukebox` writes such a model as self-describing files (:mod:`.self_describing`),
+which then load through the same ``vqvae_path``/``prior_path`` as the real checkpoints.
 """
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Optional, Union
 
 import torch
@@ -14,7 +17,9 @@ from torch import nn
 
 from .config import SAMPLE_RATE, JukeboxConfig
 from .extractor import JukeboxFeatureExtractor
+from .files import PRIOR_FILENAME, VQVAE_FILENAME, PathLike, safetensors_name
 from .prior import TopLevelPrior
+from .self_describing import save_jukebox_weights
 from .vqvae import VQVAE
 
 
@@ -65,3 +70,19 @@ def tiny_extractor(layer: int, seed: int = 0, device: Union[str, torch.device] =
     """A :class:`JukeboxFeatureExtractor` over :func:`tiny_models`."""
     vqvae, prior = tiny_models(layer, seed, config)
     return JukeboxFeatureExtractor(vqvae, prior, device, dtype, **extractor_options)
+
+
+def write_tiny_jukebox(folder: PathLike, seed: int = 0, config: Optional[JukeboxConfig] = None,
+                       vqvae_name: Optional[str] = None, prior_name: Optional[str] = None) -> tuple[Path, Path]:
+    """Write a random tiny VQ-VAE and full-depth prior into ``folder`` (config embedded); returns
+    ``(vqvae_path, prior_path)``, which load like the real checkpoints with no ``config`` argument.
+
+    Default names are ``vqvae.safetensors`` and ``prior_level_2.safetensors``, so the folder
+    itself also works as both paths; those are also the names of converted real checkpoints, so
+    give the files a folder of their own or distinct names (``vqvae_name``/``prior_name``).
+    """
+    config = config or JukeboxConfig.preset("tiny")
+    vqvae, prior = tiny_models(config.prior_depth, seed, config)
+    folder = Path(folder)
+    return save_jukebox_weights(vqvae, prior, folder / (vqvae_name or safetensors_name(VQVAE_FILENAME)),
+                                folder / (prior_name or safetensors_name(PRIOR_FILENAME)), config)

@@ -1,12 +1,19 @@
-"""Fixtures for the music tests: small synthetic music files written with soundfile and PyAV."""
+"""Fixtures for the music tests: synthetic music files (soundfile, PyAV), tiny Jukebox weights."""
 from __future__ import annotations
 
+import importlib.machinery
+import sys
+import types
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+
+from m2pdance.m2penc.audio.jukebox_features import clear_loaded_jukebox
+from m2pdance.m2penc.jukebox import write_tiny_jukebox
 
 SAMPLE_RATE = 44100
 SECONDS = 3.0
@@ -65,3 +72,45 @@ def stereo_noise() -> np.ndarray:
 def write_music():
     """``write_music(directory, extension, samples) -> Path`` for wav/flac/ogg/mp3/m4a/aac."""
     return _write_music
+
+
+@pytest.fixture(scope="session")
+def tiny_jukebox(tmp_path_factory) -> tuple[Path, Path]:
+    """(vqvae_path, prior_path) of tiny random self-describing Jukebox weights (6 layers, width 16)."""
+    return write_tiny_jukebox(tmp_path_factory.mktemp("tiny_jukebox"), seed=0)
+
+
+@pytest.fixture
+def jukebox_env():
+    """One torch thread (tiny ops on 2 shared cores are faster so) and no model kept in
+    ``LOADED`` from another test, before or after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    clear_loaded_jukebox()
+    yield
+    clear_loaded_jukebox()
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def fake_jukemirlib(monkeypatch) -> types.ModuleType:
+    """A stand-in ``jukemirlib`` (found by importlib) recording setup and extract calls; each
+    ``extract`` returns ones of shape (tokens, 4800), as the real one returns layer activations."""
+    fake = types.ModuleType("jukemirlib")
+    fake.__spec__ = importlib.machinery.ModuleSpec("jukemirlib", None)
+    fake.lib = types.ModuleType("jukemirlib.lib")
+    fake.lib.VQVAE = fake.lib.TOP_PRIOR = fake.lib.x_cond = fake.lib.y_cond = None
+    fake.DEVICE, fake.setup_calls, fake.extract_calls = "cpu", [], []
+
+    def setup_models(cache_dir=None, remote_prefix=None, device=None, verbose=True):
+        fake.setup_calls.append((cache_dir, device))
+        return object(), object()
+
+    def extract(audio=None, layers=None, **options):
+        fake.extract_calls.append((len(audio), layers))
+        return {layers[0]: np.ones((len(audio) // 128, 4800), dtype=np.float32)}
+
+    fake.setup_models, fake.extract = setup_models, extract
+    monkeypatch.setitem(sys.modules, "jukemirlib", fake)
+    monkeypatch.setitem(sys.modules, "jukemirlib.lib", fake.lib)
+    return fake

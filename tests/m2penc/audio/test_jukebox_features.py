@@ -1,29 +1,31 @@
-"""Jukebox feature plumbing: backend choice, weights checks, resampling, frame count.
+"""Jukebox dispatch in the music front end: input convention, backend choice, weights and layer
+checks, frame fitting.
 
-The 5B prior cannot run here, so the backends are replaced by fakes that record what they
-were given; the fakes stand in for the real functions at the exact call boundary.
+The built-in backend runs for real on tiny self-describing weights (``tiny_jukebox``); jukemirlib,
+which cannot be installed here, is a stand-in recording how it is driven (``fake_jukemirlib``).
 """
 from __future__ import annotations
-
-import sys
-import types
 
 import numpy as np
 import pytest
 import torch
 
-import m2pdance.m2penc.jukebox as jukebox_pkg
 from m2pdance.m2penc.audio import jukebox_features as jf
 from m2pdance.m2penc.audio.features import extract_music_features
 from m2pdance.m2penc.audio.featureset import JUKEBOX_DIM
+from m2pdance.m2penc.audio.io import peak_normalize, resample, to_mono
 from m2pdance.m2penc.errors import InputError, WeightsNotFoundError
+from m2pdance.m2penc.jukebox import JukeboxConfig, load_jukebox
 
 SR = 22050
+TINY = JukeboxConfig.preset("tiny")
+pytestmark = pytest.mark.usefixtures("jukebox_env")
 
 
 @pytest.fixture
-def weights(tmp_path):
-    vqvae, prior = tmp_path / jf.VQVAE_FILENAME, tmp_path / jf.PRIOR_FILENAME
+def placeholder_5b(tmp_path):
+    """Files named like OpenAI's checkpoints; plans check them without loading (5b config)."""
+    vqvae, prior = tmp_path / "vqvae.pth.tar", tmp_path / "prior_level_2.pth.tar"
     vqvae.write_bytes(b"v")
     prior.write_bytes(b"p")
     return vqvae, prior
@@ -31,75 +33,66 @@ def weights(tmp_path):
 
 @pytest.fixture
 def song() -> dict:
+    """3.2 s stereo 220 Hz sine at 22.05 kHz, peak 0.25: resampling, mixing and scaling all matter."""
     t = np.arange(int(3.2 * SR)) / SR
     y = (0.25 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
-    return {"waveform": torch.from_numpy(np.stack([y, y]))[None], "sample_rate": SR}
+    return {"waveform": torch.from_numpy(np.stack([y, 0.5 * y]))[None], "sample_rate": SR}
 
 
-def _fake_own(calls: list):
-    def extract_jukebox_features(waveform_mono_44k, layer, fps, vqvae_path, prior_path, device, dtype, control):
-        calls.append({"y": waveform_mono_44k, "layer": layer, "fps": fps, "device": device, "dtype": dtype})
-        n = int(len(waveform_mono_44k) / jf.JUKEBOX_SAMPLE_RATE * fps) - 1  # one short: must be padded
-        return np.tile(np.arange(n, dtype=np.float32)[:, None], (1, JUKEBOX_DIM))
-    return extract_jukebox_features
+def test_own_backend_sees_mono_44k_peak_normalised_music(song, tiny_jukebox):
+    music = extract_music_features(song, kind="jukebox", fps=15, layer=2, jukebox_backend="own",
+                                   vqvae_path=tiny_jukebox[0], prior_path=tiny_jukebox[1])
+    assert music.features.shape == (48, TINY.prior_width) and (music.kind, music.layer) == ("jukebox", 2)
+    y44k = peak_normalize(resample(to_mono(song["waveform"])[0], SR, jf.JUKEBOX_SAMPLE_RATE)[0].numpy())
+    expected = load_jukebox(*tiny_jukebox, layer=2).extract(y44k, fps=15, layer=2)
+    np.testing.assert_array_equal(music.features.numpy(), expected[:48])
 
 
-def test_own_backend_receives_normalised_44k_mono(monkeypatch, song, weights):
-    calls: list = []
-    monkeypatch.setattr(jukebox_pkg, "extract_jukebox_features", _fake_own(calls), raising=False)
-    music = extract_music_features(song, kind="jukebox", fps=15, layer=36, jukebox_backend="own",
-                                   vqvae_path=weights[0], prior_path=weights[1])
-    (call,) = calls
-    assert call["layer"] == 36 and call["fps"] == 15 and call["dtype"] == torch.float32
-    assert call["y"].dtype == np.float32 and call["y"].ndim == 1
-    assert abs(len(call["y"]) - 3.2 * jf.JUKEBOX_SAMPLE_RATE) <= 1
-    assert np.abs(call["y"]).max() == pytest.approx(1.0)
-    assert music.features.shape == (48, JUKEBOX_DIM) and music.kind == "jukebox" and music.layer == 36
-    assert float(music.features[-1, 0]) == float(music.features[-2, 0])  # edge-padded last frame
-
-
-def test_missing_own_backend_is_explained(monkeypatch, song, weights):
-    monkeypatch.delattr(jukebox_pkg, "extract_jukebox_features", raising=False)
-    with pytest.raises(jf.JukeboxUnavailableError, match="jukemirlib"):
-        extract_music_features(song, kind="jukebox", jukebox_backend="own",
-                               vqvae_path=weights[0], prior_path=weights[1])
-
-
-def test_missing_weights_name_file_and_url(monkeypatch, song, tmp_path):
-    monkeypatch.setattr(jukebox_pkg, "extract_jukebox_features", _fake_own([]), raising=False)
-    with pytest.raises(WeightsNotFoundError, match=r"vqvae\.pth\.tar.*openaipublic"):
+def test_missing_weights_name_file_url_and_the_baseline_fallback(song, tmp_path):
+    with pytest.raises(WeightsNotFoundError, match=r"vqvae\.pth\.tar.*openaipublic.*'baseline'"):
         extract_music_features(song, kind="jukebox", jukebox_backend="own")
-    with pytest.raises(WeightsNotFoundError, match=r"prior_level_2\.pth\.tar"):
-        jf.require_weights(__file__, tmp_path / "absent.tar")
+    (tmp_path / "vqvae.pth.tar").write_bytes(b"v")
+    with pytest.raises(WeightsNotFoundError, match=r"prior_level_2\.pth\.tar.*openaipublic"):
+        extract_music_features(song, kind="jukebox", jukebox_backend="own", vqvae_path=tmp_path,
+                               prior_path=tmp_path / "absent.pth.tar")
 
 
-def test_layer_and_backend_validation():
-    with pytest.raises(InputError, match="1..72"):
-        jf.check_layer(73)
+def test_layer_and_backend_are_checked_against_the_weights_before_loading(song, placeholder_5b):
+    with pytest.raises(InputError, match=r"1\.\.72"):  # OpenAI-format files: the 5b architecture
+        extract_music_features(song, kind="jukebox", layer=73, jukebox_backend="own",
+                               vqvae_path=placeholder_5b[0], prior_path=placeholder_5b[1])
+    run = jf.plan_jukebox(66, "own", *placeholder_5b)  # valid: checked without reading the placeholders
+    assert (run.backend, run.layer, run.windows) == ("own", 66, (8192, 2.0)) and len(jf.LOADED) == 0
     with pytest.raises(InputError, match="jukebox_backend"):
-        jf.resolve_backend("openai", torch.device("cpu"))
+        extract_music_features(song, kind="jukebox", jukebox_backend="openai", vqvae_path=placeholder_5b[0],
+                               prior_path=placeholder_5b[1])
+
+
+@pytest.mark.skipif(jf.jukemirlib_available(), reason="jukemirlib is installed here")
+def test_auto_is_own_and_missing_jukemirlib_says_how_to_install(song, placeholder_5b):
+    assert jf.resolve_backend("auto", torch.device("cuda")) == "own"
+    with pytest.raises(jf.JukeboxUnavailableError, match="github.com/rodrigo-castellon/jukemirlib"):
+        extract_music_features(song, kind="jukebox", jukebox_backend="jukemirlib",
+                               vqvae_path=placeholder_5b[0], prior_path=placeholder_5b[1])
+
+
+def test_jukemirlib_requests_reach_the_jukebox_package_backend(song, placeholder_5b, fake_jukemirlib):
+    assert jf.resolve_backend("auto", torch.device("cuda")) == "jukemirlib"
     assert jf.resolve_backend("auto", torch.device("cpu")) == "own"
+    music = extract_music_features(song, kind="jukebox", fps=15, layer=36, jukebox_backend="jukemirlib",
+                                   vqvae_path=placeholder_5b[0], prior_path=placeholder_5b[1])
+    assert music.features.shape == (48, JUKEBOX_DIM)
+    np.testing.assert_allclose(music.features.numpy(), 1.0, atol=1e-5)
+    assert fake_jukemirlib.setup_calls == [(str(placeholder_5b[0].parent), "cpu")]
+    assert fake_jukemirlib.extract_calls == [(int(3.2 * 44100) // 128 * 128, [36])]
 
 
-def test_jukemirlib_backend_is_fed_in_windows(monkeypatch, weights):
-    seen: list[int] = []
-
-    def extract(audio, layers, downsample_target_rate):
-        seen.append(len(audio))
-        frames = int(np.ceil(len(audio) / jf.JUKEBOX_SAMPLE_RATE * downsample_target_rate))
-        return {layers[0]: np.ones((frames, JUKEBOX_DIM), dtype=np.float32) * len(seen)}
-
-    fake = types.ModuleType("jukemirlib")
-    fake.extract = extract
-    fake.constants = types.SimpleNamespace(CACHE_DIR="~/.cache/jukemirlib")
-    monkeypatch.setitem(sys.modules, "jukemirlib", fake)
-    monkeypatch.setattr(jf, "jukemirlib_available", lambda: True)
-    y = np.ones(int(45.0 * jf.JUKEBOX_SAMPLE_RATE), dtype=np.float32)
-    acts = jf.jukebox_features(y, layer=66, fps=15, backend="jukemirlib", vqvae_path=weights[0],
-                               prior_path=weights[1], device=torch.device("cuda"))
-    window = int(jf.JUKEMIRLIB_WINDOW_SECONDS * jf.JUKEBOX_SAMPLE_RATE)
-    assert seen == [window, window, len(y) - 2 * window]
-    assert acts.shape == (45 * 15, JUKEBOX_DIM)
-    assert fake.constants.CACHE_DIR == str(weights[0].parent)
-    with pytest.raises(InputError, match="CUDA"):
-        jf.jukebox_features(y, backend="jukemirlib", vqvae_path=weights[0], prior_path=weights[1])
+def test_fit_frames_pads_trims_and_refuses_what_is_not_one_frame_off():
+    acts = np.arange(10, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    padded = jf.fit_frames(acts, 11)
+    assert padded.shape == (11, 3) and padded[-1, 0] == padded[-2, 0] == 9
+    assert jf.fit_frames(acts, 8).shape == (8, 3)
+    with pytest.raises(InputError, match="10 frames, 13 were expected"):
+        jf.fit_frames(acts, 13)
+    with pytest.raises(InputError, match="expected \\(frames, width\\)"):
+        jf.fit_frames(acts[:, 0], 10)

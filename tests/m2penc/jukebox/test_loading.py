@@ -69,7 +69,7 @@ def test_convert_to_safetensors_keeps_only_needed_layers(tiny_files, tmp_path):
     assert {k.split(".")[3] for k in state if "_attn_mods" in k} == {"0", "1", "2"}
     torch.testing.assert_close(state["prior.pos_emb.pos_emb"], prior.state_dict()["prior.pos_emb.pos_emb"])
     assert load_jukebox(folder / "vqvae.pth.tar", dst, layer=3, config=TINY).max_layer == 3
-    with pytest.raises(WeightsMismatchError, match="missing keys: prior.transformer._attn_mods.3"):
+    with pytest.raises(WeightsMismatchError, match=r"holds prior layers 1\.\.3 only, but layer 4 was requested"):
         load_jukebox(folder / "vqvae.pth.tar", dst, layer=4, config=TINY)
     assert list(tmp_path.glob("*.partial")) == []
 
