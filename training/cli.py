@@ -1,0 +1,210 @@
+"""``m2pdance-train`` (also ``python -m m2pdance.training``): the training command line.
+
+Subcommands:
+
+* ``stage1``: pre-train M2PEnc on a folder of stage-1 shards (paper sec. 3.4, stage 1);
+* ``make-toy-data``: write a small synthetic dataset in the stage-1 format for smoke tests;
+* ``stage2``, ``stage3``, ``sdgpip``: not implemented yet; they say what they will need.
+
+Exit codes: 0 success, 1 a user-facing error (the message says what to change), 2 usage or a
+not-yet-implemented command, 130 cancelled with Ctrl-C (a checkpoint is saved first).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+
+from ..m2penc.encoder.config import M2PEncConfig
+from ..m2penc.errors import GenerationCancelled, InputError, M2PDanceError
+from ..m2penc.progress import RunControl
+
+if TYPE_CHECKING:
+    from .config import Stage1Config
+
+EXIT_ERROR, EXIT_NOT_IMPLEMENTED, EXIT_CANCELLED = 1, 2, 130
+
+#: What each planned command needs; printed when it is called.
+NOT_IMPLEMENTED: dict[str, str] = {
+    "sdgpip": (
+        "the synthetic-data pipeline (paper sec. 3.1) is not implemented yet. It will need: the SMPL "
+        "body model files (download them yourself from https://smpl.is.tue.mpg.de under the SMPL "
+        "licence; they cannot be redistributed), AIST++ SMPL motions (and optionally EDGE "
+        "pseudo-motions), the matching music to extract Jukebox/baseline features, DWPose for "
+        "keypoints, and Champ's guidance encoders to turn depth/normal/semantic/skeleton renders "
+        "into pose guidance. Its output will be shards in the stage-1 format (see "
+        "`m2pdance-train make-toy-data` for the format)."
+    ),
+    "stage2": (
+        "stage 2 (paper sec. 3.4: per-frame training of the denoising UNet and ReferenceNet with "
+        "M2PEnc frozen, pixel MSE) is not implemented yet. It will need: a trained M2PEnc (from "
+        "`m2pdance-train stage1`), Champ's pretrained UNet/ReferenceNet/VAE/CLIP image encoder "
+        "weights, and the video frames of the synthetic dataset (AIST++ C09 crops at 640x640) "
+        "paired with their Jukebox feature frames."
+    ),
+    "stage3": (
+        "stage 3 (paper sec. 3.4: joint fine-tuning of the temporal layers and M2PEnc with "
+        "0.5 * L_pix + 0.5 * L_guid on 24-frame clips) is not implemented yet. It will need: the "
+        "stage-1 M2PEnc and stage-2 UNet/ReferenceNet weights, Champ's motion module and guidance "
+        "encoders, SMPL-derived guidance from the SDGPip (SMPL model files under their licence, "
+        "AIST++ motions) and the matching video clips."
+    ),
+}
+
+
+def _json_value(text: str) -> Any:
+    """``--set`` values: JSON if it parses (numbers, true, null, lists), else the raw string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _add_stage1(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stage1", help="pre-train M2PEnc on stage-1 shards",
+                       description="Pre-train M2PEnc (paper sec. 3.4, stage 1). Settings come from "
+                                   "--preset, then --config, then the flags below, then --set.")
+    p.add_argument("--config", help="JSON file of Stage1Config fields (paths relative to the file)")
+    p.add_argument("--preset", help="start from a Stage1Config preset: paper or smoke (default: paper)")
+    p.add_argument("--data", dest="data_dir", help="folder of stage-1 .safetensors shards")
+    p.add_argument("--out", dest="output_dir", help="run folder (weights, checkpoints, metrics.jsonl)")
+    p.add_argument("--model-preset", help="M2PEncConfig preset: paper, paper_baseline, tiny")
+    p.add_argument("--model-config", dest="model_config_file", help="M2PEncConfig JSON file")
+    steps = p.add_mutually_exclusive_group()
+    steps.add_argument("--steps", type=int, help="optimizer steps (replaces epochs)")
+    steps.add_argument("--epochs", type=int, help="passes over the non-overlapping windows (replaces steps)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--sequence-length", type=int, help="frames per training window (paper: 75)")
+    p.add_argument("--window-sampling", choices=("random", "sequential"))
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--grad-clip", type=float, help="max gradient norm, 0 = off")
+    p.add_argument("--guidance-weight", type=float)
+    p.add_argument("--heatmap-weight", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", choices=("fp32", "bf16"))
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints, 0 = only at the end")
+    p.add_argument("--keep-checkpoints", type=int, help="newest checkpoints kept, 0 = all")
+    p.add_argument("--log-every", type=int)
+    p.add_argument("--num-workers", type=int, help="DataLoader worker processes")
+    p.add_argument("--resume", help="checkpoint folder, or 'latest' (newest under --out)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other Stage1Config field, VALUE as JSON (repeatable)")
+    p.set_defaults(func=_cmd_stage1)
+
+
+def _add_toy_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("make-toy-data", help="write a small synthetic stage-1 dataset",
+                       description="Write shards whose targets are a fixed learnable function of "
+                                   "smooth random features, shaped for an M2PEnc config.")
+    p.add_argument("--out", required=True, help="folder to write the shards into")
+    p.add_argument("--model-preset", default="tiny", help="M2PEncConfig preset giving the shapes (default: tiny)")
+    p.add_argument("--model-config", help="M2PEncConfig JSON file giving the shapes (replaces --model-preset)")
+    p.add_argument("--shards", type=int, default=2)
+    p.add_argument("--frames", type=int, default=90, help="frames per shard (default: 90 = 6 s at 15 fps)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_toy_data)
+
+
+def _stage1_config(args: argparse.Namespace) -> "Stage1Config":
+    from .config import Stage1Config
+
+    if args.config is None and args.preset is None:
+        raise InputError("stage1 needs --config FILE or --preset NAME (paper or smoke)")
+    config = Stage1Config.preset(args.preset or "paper")
+    if args.config is not None:
+        config = Stage1Config.from_json_file(args.config, base=config)
+    flags = ("data_dir", "output_dir", "model_preset", "model_config_file", "steps", "epochs", "batch_size",
+             "sequence_length", "window_sampling", "lr", "weight_decay", "grad_clip", "guidance_weight",
+             "heatmap_weight", "seed", "device", "dtype", "checkpoint_every", "keep_checkpoints",
+             "log_every", "num_workers", "resume")
+    overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
+    for item in args.sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = _json_value(value)
+    return config.with_overrides(overrides)
+
+
+def _cancel_on_sigint() -> RunControl:
+    """Ctrl-C asks the trainer to stop after the current step (it saves a checkpoint first)."""
+    requested = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        requested.append(signum)
+        print("\nstopping after this step (Ctrl-C again to abort without a checkpoint)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, handler)
+    return RunControl(should_cancel=lambda: bool(requested))
+
+
+def _cmd_stage1(args: argparse.Namespace) -> int:
+    from .stage1 import run_stage1
+
+    config = _stage1_config(args)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        result = run_stage1(config, control=_cancel_on_sigint())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(f"stage 1 finished after {result.steps} steps; M2PEnc weights: {result.weights_path}")
+    return 0
+
+
+def _cmd_toy_data(args: argparse.Namespace) -> int:
+    from .toy_data import make_toy_data
+
+    if args.model_config is not None:
+        from .config import Stage1Config
+        model = Stage1Config(model_config_file=args.model_config).model_config()
+    else:
+        model = M2PEncConfig.preset(args.model_preset)
+    paths = make_toy_data(args.out, model, num_shards=args.shards, frames_per_shard=args.frames, seed=args.seed)
+    print(f"wrote {len(paths)} toy shards ({args.frames} frames each, {model.feature_kind} features, "
+          f"guidance {model.guidance_channels}x{model.grid_size}x{model.grid_size}, "
+          f"{model.heatmap_channels} heatmaps) to {args.out}")
+    return 0
+
+
+def _not_implemented(name: str) -> "Callable[[argparse.Namespace], int]":
+    def command(args: argparse.Namespace) -> int:
+        print(f"m2pdance-train {name}: {NOT_IMPLEMENTED[name]}", file=sys.stderr)
+        return EXIT_NOT_IMPLEMENTED
+    return command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``m2pdance-train`` argument parser."""
+    parser = argparse.ArgumentParser(prog="m2pdance-train", description="Train M2PDance models.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _add_stage1(sub)
+    _add_toy_data(sub)
+    for name in ("stage2", "stage3", "sdgpip"):
+        p = sub.add_parser(name, help="not implemented yet (run it to see what it will need)")
+        p.set_defaults(func=_not_implemented(name))
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``m2pdance-train``; returns the process exit code."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.cmd not in NOT_IMPLEMENTED:  # planned commands accept (and ignore) any options
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    try:
+        return args.func(args)
+    except GenerationCancelled as e:
+        print(f"cancelled: {e}", file=sys.stderr)
+        return EXIT_CANCELLED
+    except M2PDanceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,207 @@
+"""Stage-1 training settings as one frozen, JSON-serialisable dataclass.
+
+A training run is fully described by a :class:`Stage1Config`: it is written next to the outputs
+(``stage1_config.json``) and into every checkpoint, so a run can be repeated or resumed from its
+folder alone. Config files are plain JSON (never executed); command-line flags override single
+fields with :meth:`Stage1Config.with_overrides`.
+
+Defaults follow the paper where it says something (sec. 4.1: AdamW, lr 1e-5, batches of 24
+sequences of 75 frames = 5 s at 15 fps) and are marked as ours where it does not (weight decay,
+gradient clipping, loss weights, checkpoint cadence).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+from ..m2penc.encoder.config import M2PEncConfig
+from ..m2penc.errors import InputError
+
+#: How training windows are drawn from the shards (see :mod:`.datasets`).
+WINDOW_SAMPLING = ("random", "sequential")
+#: Parameter dtypes the trainer supports. fp16 weights with plain AdamW underflow (no loss scaling).
+TRAIN_DTYPES = ("fp32", "bf16")
+#: Fields holding filesystem paths: relative values in a config file are relative to that file.
+PATH_FIELDS = ("model_config_file", "data_dir", "output_dir", "resume")
+
+
+@dataclass(frozen=True)
+class Stage1Config:
+    """Everything a stage-1 (M2PEnc pre-training) run needs.
+
+    Attributes:
+        model_preset: :class:`M2PEncConfig` preset (``paper``, ``paper_baseline``, ``tiny``).
+        model_config_file: JSON file of a full :class:`M2PEncConfig`; replaces ``model_preset``.
+        model_overrides: single :class:`M2PEncConfig` fields changed on top of the preset/file.
+        data_dir: folder of stage-1 shards (see :mod:`.datasets`).
+        output_dir: where weights, checkpoints and ``metrics.jsonl`` go.
+        batch_size: sequences per step (paper: 24).
+        sequence_length: frames per sequence (paper: 75 = 5 s at 15 fps).
+        window_sampling: ``random`` (uniform over every start frame) or ``sequential``
+            (non-overlapping windows in file order).
+        lr: AdamW learning rate (paper: 1e-5).
+        weight_decay: AdamW decay on >= 2-d weights only (ours; the paper does not say).
+        betas: AdamW betas (PyTorch defaults).
+        grad_clip: max global gradient norm; 0 disables clipping (ours, as minGPT).
+        steps: optimizer steps; exactly one of ``steps`` and ``epochs`` is set.
+        epochs: passes over the non-overlapping windows of the data (paper: "over 20,000").
+        guidance_weight, heatmap_weight: ``w_g * L_guid + w_h * L_heat`` (the paper gives no
+            weights; 1 and 1 are ours).
+        seed: seeds model initialisation, window sampling and every torch RNG.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...
+        dtype: parameter dtype, ``fp32`` or ``bf16``.
+        checkpoint_every: steps between resumable checkpoints; 0 = only at the end.
+        keep_checkpoints: how many of the newest checkpoints to keep (0 keeps all).
+        log_every: steps between loss log lines (every step goes to ``metrics.jsonl``).
+        num_workers: DataLoader worker processes reading the shards.
+        resume: a checkpoint folder, or ``latest`` for the newest one under ``output_dir``.
+    """
+
+    model_preset: str = "paper"
+    model_config_file: Optional[str] = None
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    data_dir: Optional[str] = None
+    output_dir: str = "runs/stage1"
+    batch_size: int = 24
+    sequence_length: int = 75
+    window_sampling: str = "random"
+    lr: float = 1e-5
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0
+    steps: Optional[int] = None
+    epochs: Optional[int] = 20000
+    guidance_weight: float = 1.0
+    heatmap_weight: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "fp32"
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    num_workers: int = 0
+    resume: Optional[str] = None
+
+    #: Named starting points for ``--preset``; a config file or flags refine them.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "smoke": {
+            "model_preset": "tiny", "batch_size": 2, "sequence_length": 16, "lr": 3e-3,
+            "steps": 40, "epochs": None, "checkpoint_every": 20, "log_every": 5, "device": "cpu",
+        },
+    }
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "sequence_length", "log_every"):
+            _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("checkpoint_every", "keep_checkpoints", "num_workers"):
+            _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        _require((self.steps is None) != (self.epochs is None),
+                 f"set exactly one of steps and epochs, got steps={self.steps}, epochs={self.epochs}")
+        _require((self.steps or self.epochs or 0) >= 1, "steps/epochs must be >= 1")
+        _require(self.window_sampling in WINDOW_SAMPLING,
+                 f"window_sampling must be one of {WINDOW_SAMPLING}, got {self.window_sampling!r}")
+        _require(self.dtype in TRAIN_DTYPES,
+                 f"dtype must be one of {TRAIN_DTYPES}, got {self.dtype!r} (fp16 weights need loss "
+                 "scaling, which this trainer does not do; use bf16 on GPUs that support it)")
+        for name in ("lr", "weight_decay", "grad_clip", "guidance_weight", "heatmap_weight"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and value >= 0, f"{name} must be a finite number >= 0, got {value}")
+        _require(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+                 f"betas must be two numbers in [0, 1), got {self.betas}")
+
+    # ----- construction -------------------------------------------------------------------
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "Stage1Config":
+        """The named preset (``paper``, ``smoke``) with some fields changed."""
+        if name not in cls.PRESETS:
+            raise InputError(f"no stage-1 preset {name!r}; available: {sorted(cls.PRESETS)}")
+        return cls.from_dict({**cls.PRESETS[name], **overrides})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Stage1Config":
+        """Build from plain JSON values; unknown keys are an error (usually a typo)."""
+        if not isinstance(data, dict):
+            raise InputError(f"a stage-1 config must be a JSON object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"unknown stage-1 config keys {unknown}; known keys: {sorted(names)}")
+        values = dict(data)
+        if "betas" in values:
+            values["betas"] = tuple(values["betas"])
+        try:
+            return cls(**values)
+        except TypeError as e:  # e.g. a comparison of a string with an int in __post_init__
+            raise InputError(f"invalid stage-1 config value: {e}") from e
+
+    @classmethod
+    def from_json_file(cls, path: str | Path, base: Optional["Stage1Config"] = None) -> "Stage1Config":
+        """Read a JSON config file (on top of ``base``, default: the ``paper`` preset).
+
+        Relative paths inside the file are taken relative to the file's folder, so a config
+        checked in next to its data works from any working directory.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"stage-1 config file not found: {path}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"{path} is not valid JSON: {e}") from e
+        if not isinstance(data, dict):
+            raise InputError(f"{path} must hold a JSON object of stage-1 settings")
+        for key in PATH_FIELDS:
+            value = data.get(key)
+            if isinstance(value, str) and value != "latest" and not Path(value).is_absolute():
+                data[key] = str(path.parent / value)
+        return (base or cls()).with_overrides(data)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "Stage1Config":
+        """A copy with fields replaced; setting ``steps`` clears ``epochs`` and vice versa."""
+        merged = {**self.to_dict(), **overrides}
+        if overrides.get("steps") is not None and "epochs" not in overrides:
+            merged["epochs"] = None
+        if overrides.get("epochs") is not None and "steps" not in overrides:
+            merged["steps"] = None
+        return self.from_dict(merged)
+
+    # ----- serialisation and derived values -----------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values of every field."""
+        data = dataclasses.asdict(self)
+        data["betas"] = list(self.betas)
+        return data
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys, indented) as written next to a run's outputs."""
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2)
+
+    def model_config(self) -> M2PEncConfig:
+        """The :class:`M2PEncConfig` to train: preset or file, then ``model_overrides``."""
+        if self.model_config_file is not None:
+            path = Path(self.model_config_file)
+            if not path.is_file():
+                raise InputError(f"model config file not found: {path}")
+            try:
+                base = M2PEncConfig.from_json(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path} is not valid JSON: {e}") from e
+            return base.replace(**self.model_overrides) if self.model_overrides else base
+        return M2PEncConfig.preset(self.model_preset, **self.model_overrides)
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Optimizer steps of the whole run, given how many steps one epoch takes."""
+        return self.steps if self.steps is not None else self.epochs * steps_per_epoch
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InputError(message)

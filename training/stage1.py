@@ -1,0 +1,175 @@
+"""Stage 1 of the paper (sec. 3.4): pre-train M2PEnc on synthetic (music -> pose) pairs.
+
+Objective: ``guidance_weight * L_guid + heatmap_weight * L_heat`` with the encoder's own losses
+(L1 on pose guidance, MSE on keypoint heatmaps; see :mod:`..m2penc.encoder.losses`). The run
+writes into ``output_dir``:
+
+* ``m2penc.safetensors``: final weights via :func:`save_m2penc`, the file the ComfyUI loader reads;
+* ``checkpoints/step_XXXXXXXX/`` + ``checkpoints/latest.json``: resumable training state;
+* ``metrics.jsonl``: one JSON line per step (loss, L_guid, L_heat, lr, grad norm, seconds);
+* ``stage1_config.json``: the resolved settings of the run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+import torch
+from einops import rearrange
+from torch.utils.data import DataLoader
+
+from ..m2penc.checkpoint import atomic_write
+from ..m2penc.encoder.config import M2PEncConfig
+from ..m2penc.encoder.losses import guidance_loss, heatmap_loss
+from ..m2penc.encoder.model import M2PEnc
+from ..m2penc.encoder.weights import save_m2penc
+from ..m2penc.errors import InputError
+from ..m2penc.progress import NO_CONTROL, RunControl
+from .config import Stage1Config
+from .datasets import Stage1Windows, StepBatchSampler, steps_per_epoch
+from .trainer import (LATEST_FILE, Batch, BatchesFn, Callback, LossFn, Trainer, TrainerConfig,
+                      read_checkpoint_state)
+
+LOG = logging.getLogger("m2pdance.training")
+WEIGHTS_FILE = "m2penc.safetensors"
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "stage1_config.json"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass(frozen=True)
+class Stage1Result:
+    """What a finished stage-1 run produced.
+
+    Attributes:
+        weights_path: the ``save_m2penc`` file.
+        steps: optimizer steps done in total (including before a resume).
+        first_loss, final_loss: total loss of this process's first and last step (None if no
+            step ran, e.g. a resume of a finished run).
+        output_dir: the run folder.
+    """
+
+    weights_path: Path
+    steps: int
+    first_loss: Optional[float]
+    final_loss: Optional[float]
+    output_dir: Path
+
+
+def stage1_loss_fn(guidance_weight: float = 1.0, heatmap_weight: float = 1.0) -> LossFn:
+    """Loss over a batch of frames-first windows.
+
+    The batch holds ``features (B, L, D)``, ``guidance (B, L, C_guid, G, G)`` and ``heatmaps
+    (B, L, C_heat, G, G)``; M2PEnc predicts ``(B, C, L, G, G)``, so targets are moved to that layout.
+    """
+    def loss_fn(model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+        output = model(batch["features"])
+        l_guid = guidance_loss(output.guidance, rearrange(batch["guidance"], "b n c h w -> b c n h w"))
+        l_heat = heatmap_loss(output.heatmaps, rearrange(batch["heatmaps"], "b n c h w -> b c n h w"))
+        return {"loss": guidance_weight * l_guid + heatmap_weight * l_heat, "l_guid": l_guid, "l_heat": l_heat}
+    return loss_fn
+
+
+def stage1_batches(dataset: Stage1Windows, config: Stage1Config, total_steps: int) -> BatchesFn:
+    """``start_step -> DataLoader`` yielding the batches of steps ``start_step .. total_steps - 1``."""
+    def batches(start_step: int) -> Iterable[Batch]:
+        sampler = StepBatchSampler(dataset, config.batch_size, config.seed, config.window_sampling,
+                                   start_step, total_steps)
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers)
+    return batches
+
+
+def build_model(config: Stage1Config) -> M2PEnc:
+    """A freshly initialised M2PEnc, seeded by ``config.seed``."""
+    torch.manual_seed(config.seed)
+    return M2PEnc(config.model_config())
+
+
+class MetricsLog:
+    """Appends one JSON line per step to ``metrics.jsonl`` and logs every ``log_every`` steps."""
+
+    def __init__(self, path: Path, log_every: int, total_steps: int, resumed_step: int):
+        self.path, self.log_every, self.total_steps = path, log_every, total_steps
+        self.first_loss: Optional[float] = None
+        self.final_loss: Optional[float] = None
+        self._truncate(resumed_step)
+
+    def _truncate(self, step: int) -> None:
+        """Keep the lines of steps <= ``step`` (all lines from before the checkpoint resumed from)."""
+        kept = []
+        if step > 0 and self.path.is_file():
+            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= step]
+        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def __call__(self, trainer: Trainer) -> None:
+        metrics = {"step": trainer.step, **trainer.metrics}
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics, sort_keys=True) + "\n")
+        loss = trainer.metrics["loss"]
+        self.first_loss = loss if self.first_loss is None else self.first_loss
+        self.final_loss = loss
+        if trainer.step % self.log_every == 0 or trainer.step == self.total_steps:
+            LOG.info("step %d/%d  loss %.5f  (L_guid %.5f, L_heat %.6f)  %.3f s/step", trainer.step,
+                     self.total_steps, loss, trainer.metrics["l_guid"], trainer.metrics["l_heat"],
+                     trainer.metrics["seconds"])
+
+
+def _checkpoint_to_resume(config: Stage1Config, out: Path) -> Optional[Path]:
+    if config.resume is None:
+        if (out / CHECKPOINTS / LATEST_FILE).is_file():
+            raise InputError(f"{out} already holds the checkpoints of a run; continue it with resume "
+                             "'latest' (--resume latest) or write the new run to another output folder")
+        return None
+    return out / CHECKPOINTS if config.resume == "latest" else Path(config.resume)
+
+
+def _check_resume_model(checkpoint: Path, model: M2PEncConfig) -> None:
+    saved = read_checkpoint_state(checkpoint).get("extra", {}).get("model_config")
+    if saved is not None and M2PEncConfig.from_dict(saved) != model:
+        raise InputError(f"checkpoint {checkpoint} trained a different M2PEnc config ({saved}); resume "
+                         "with the same model preset/config file and overrides")
+
+
+def run_stage1(config: Stage1Config, control: RunControl = NO_CONTROL,
+               callbacks: Optional[Mapping[str, list[Callback]]] = None) -> Stage1Result:
+    """Train M2PEnc as ``config`` says and write its weights; see the module docstring for outputs."""
+    if config.data_dir is None:
+        raise InputError("stage 1 needs a data folder (data_dir / --data); create a toy one with "
+                         "`m2pdance-train make-toy-data --out DIR`")
+    model_config = config.model_config()
+    dataset = Stage1Windows(config.data_dir, config.sequence_length, model_config)
+    total = config.total_steps(steps_per_epoch(dataset, config.batch_size))
+    out = Path(config.output_dir)
+    resume = _checkpoint_to_resume(config, out)
+    out.mkdir(parents=True, exist_ok=True)
+    config_text = config.to_json().encode()
+    atomic_write(out / CONFIG_FILE, lambda p: Path(p).write_bytes(config_text))
+
+    model = build_model(config)
+    trainer_config = TrainerConfig(
+        max_steps=total, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas,
+        grad_clip=config.grad_clip, checkpoint_every=config.checkpoint_every,
+        keep_checkpoints=config.keep_checkpoints, seed=config.seed, device=config.device, dtype=config.dtype)
+    extra: dict[str, Any] = {"stage": "stage1", "model_config": model_config.to_dict(), "stage1_config": config.to_dict()}
+    trainer = Trainer(model, stage1_loss_fn(config.guidance_weight, config.heatmap_weight),
+                      stage1_batches(dataset, config, total), trainer_config,
+                      checkpoint_dir=out / CHECKPOINTS, control=control, extra_state=extra)
+    if resume is not None:
+        _check_resume_model(resume, model_config)
+        LOG.info("resumed from %s at step %d", trainer.resume(resume), trainer.step)
+    log = MetricsLog(out / METRICS_FILE, config.log_every, total, trainer.step)
+    trainer.add_callback("on_step_end", log)
+    for event, functions in (callbacks or {}).items():
+        for function in functions:
+            trainer.add_callback(event, function)
+    LOG.info("stage 1: %d windows of %d frames in %d shards, %d steps of batch %d on %s (%s)", len(dataset),
+             config.sequence_length, len(dataset.shards), total, config.batch_size, trainer.device, trainer.dtype)
+    trainer.run()
+    weights = save_m2penc(trainer.model, out / WEIGHTS_FILE)
+    LOG.info("wrote %s", weights)
+    return Stage1Result(weights_path=weights, steps=trainer.step, first_loss=log.first_loss,
+                        final_loss=log.final_loss, output_dir=out)
