@@ -6,7 +6,17 @@ Registration happens in one place, :class:`M2PDanceExtension`; node ids carry th
 from comfy_api.latest import ComfyExtension, io
 
 from . import _comfy
+from .champ_nodes import ChampReferenceUNet, LoadChamp, PoseDrivenGuidance
+from .dance_sampler import SegmentedDanceSampler
+from .jukebox_encode import JukeboxEncode, LoadJukebox
 from .load_music import LoadMusic
+from .m2penc_guidance import LoadM2PEnc, M2PEncGuidanceNode
+from .video_combine import VideoCombine
+
+NODES: list[type[io.ComfyNode]] = [
+    LoadMusic, LoadJukebox, JukeboxEncode, LoadM2PEnc, M2PEncGuidanceNode,
+    LoadChamp, ChampReferenceUNet, PoseDrivenGuidance, SegmentedDanceSampler, VideoCombine,
+]
 
 
 class M2PDanceExtension(ComfyExtension):
@@ -18,4 +28,4 @@ class M2PDanceExtension(ComfyExtension):
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         _comfy.ensure_model_folders()
-        return [LoadMusic]
+        return list(NODES)

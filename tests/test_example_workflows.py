@@ -1,26 +1,40 @@
-"""Every shipped example workflow converts, validates and runs in the harness on tiny weights."""
+"""Every shipped example workflow converts, validates and runs in the harness on tiny smoke weights."""
 from __future__ import annotations
 
 import json
 
+import av
 import pytest
 
 import harness
 
 WORKFLOWS = harness.example_workflows()
+EXPECTED = {"music_preview", "music_to_dance", "music_to_pose_preview", "champ_pose_driven"}
+
+
+@pytest.fixture(scope="module")
+def smoke_models(tmp_path_factory):
+    """The smoke-weights command's output, written once for the module."""
+    from m2pdance.weights_manifest.smoke import write_smoke_weights
+
+    models = tmp_path_factory.mktemp("smoke") / "models"
+    write_smoke_weights(models)
+    return models
 
 
 @pytest.fixture
-def prepared_home(comfy_home):
-    """A ComfyUI home with the example inputs (and, when available, the tiny smoke weights)."""
+def prepared_home(tmp_path, smoke_models):
+    """A ComfyUI home with the example inputs and the smoke weights, as the README sets it up."""
     from m2pdance.m2penc.examples import write_example_inputs
 
-    write_example_inputs(comfy_home / "input")
-    return comfy_home
+    home = tmp_path / "comfy_home"
+    harness.install(home, models_dir=smoke_models)
+    write_example_inputs(home / "input")
+    return home
 
 
-def test_there_are_example_workflows():
-    assert WORKFLOWS, "example_workflows/ is empty"
+def test_the_shipped_workflows_are_all_there():
+    assert {p.stem for p in WORKFLOWS} == EXPECTED
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -36,10 +50,29 @@ def test_workflow_runs_in_harness(path, prepared_home):
     nodes = harness.all_nodes()
     prompt = harness.read_workflow(path, nodes)
     result = harness.new_executor(nodes).run(prompt)
-    assert result.executed, "nothing ran"
-    assert result.ui, "no output node reported anything"
-    for node_id, ui in result.ui.items():
-        for files in (ui.get("images"), ui.get("audio")):
-            for item in files or []:
-                folder = {"output": "output", "temp": "temp", "input": "input"}[item["type"]]
-                assert (prepared_home / folder / item.get("subfolder", "") / item["filename"]).is_file()
+    assert set(result.executed) == set(prompt), "every node of the workflow should have run once"
+    produced = [item for ui in result.ui.values() for key in ("images", "audio") for item in ui.get(key, [])]
+    assert produced, "no output node reported a file"
+    for item in produced:
+        file = prepared_home / item["type"] / item.get("subfolder", "") / item["filename"]
+        assert file.is_file(), file
+        if file.suffix == ".mp4":
+            with av.open(str(file)) as container:
+                assert container.streams.video and container.streams.audio, "video with the music muxed in"
+
+
+def test_pose_preview_keypoints_follow_the_controlnet_aux_layout(prepared_home):
+    from m2pdance.m2penc.pose.pose_keypoint import validate_pose_keypoint
+
+    nodes = harness.all_nodes()
+    path = next(p for p in WORKFLOWS if p.stem == "music_to_pose_preview")
+    prompt = harness.read_workflow(path, nodes)
+    result = harness.new_executor(nodes).run(prompt)
+    guidance_node = next(k for k, v in prompt.items() if v["class_type"] == "M2PDanceM2PEncGuidance")
+    source, pose, skeleton, fps = result.outputs[guidance_node]
+    validate_pose_keypoint(pose)
+    assert len(pose) == source.num_frames == skeleton.shape[0]
+    frame = pose[0]
+    assert set(frame) >= {"people", "canvas_width", "canvas_height"}
+    assert len(frame["people"][0]["pose_keypoints_2d"]) == 18 * 3
+    assert (frame["canvas_width"], frame["canvas_height"]) == (skeleton.shape[2], skeleton.shape[1])

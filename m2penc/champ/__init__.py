@@ -18,7 +18,7 @@ from .decode import decode_latents
 from .denoising_unet import DenoisingUNet3D
 from .guidance_encoder import GuidanceEncoder
 from .keymap import champ_to_m2p_keys
-from .models import ChampModels, build_champ, load_champ, load_champ_models, save_champ_models
+from .models import ChampModels, build_champ, load_champ, load_champ_files, load_champ_models, save_champ_models
 from .motion_module import MotionModule
 from .pose_guidance import encode_pose_guidance
 from .reference import ReferenceState, encode_reference, reference_state_from_latents
@@ -32,7 +32,7 @@ __all__ = [
     "ImageEncoderConfig",
     "unet_config_from_champ", "denoising_config_from_champ", "motion_config_from_champ", "guidance_config_from_champ",
     "ReferenceUNet", "DenoisingUNet3D", "MotionModule", "GuidanceEncoder", "champ_to_m2p_keys",
-    "ChampModels", "build_champ", "load_champ", "save_champ_models", "load_champ_models",
+    "ChampModels", "build_champ", "load_champ", "load_champ_files", "save_champ_models", "load_champ_models",
     "ReferenceState", "encode_reference", "reference_state_from_latents", "encode_pose_guidance",
     "make_scheduler", "context_windows", "predict_noise", "predict_noise_branches", "apply_cfg",
     "windowed_prediction", "sample_video", "decode_latents",

@@ -177,7 +177,12 @@ def save_champ_models(models: ChampModels, folder: PathLike) -> list[Path]:
 
 
 def _load_saved(path: Path, device: torch.device, dtype: torch.dtype) -> nn.Module:
-    kind = _kind(path.stem)
+    from ..checkpoint import KIND_KEY, read_metadata
+
+    kind = read_metadata(path).get(KIND_KEY, "").removeprefix(_KIND_PREFIX) or _kind(path.stem)
+    if kind not in _BUILDERS:
+        raise InputError(f"{path.name} is not a Champ module saved by m2pdance (kind {kind!r}); "
+                         f"expected one of {sorted(_BUILDERS)}")
     config_cls, builder = _BUILDERS[kind]
     config = config_cls.from_dict(read_config(path, _KIND_PREFIX + kind))
     module = build_on_meta(lambda: builder(config))
@@ -203,3 +208,44 @@ def load_champ_models(folder: PathLike, device: DeviceLike = "auto", dtype: Dtyp
         vae=load("vae"),
         image_encoder=load("image_encoder"),
     )
+
+
+def _is_saved_by_us(path: Path) -> bool:
+    from ..checkpoint import read_metadata
+
+    return path.suffix == ".safetensors" and read_metadata(path).get("m2pdance.kind", "").startswith(_KIND_PREFIX)
+
+
+def load_champ_files(unet_path: PathLike, vae_path: PathLike, image_encoder_path: PathLike,
+                     device: DeviceLike = "auto", dtype: DtypeLike = "auto") -> ChampModels:
+    """Load from the three files a user picks (e.g. in ComfyUI's dropdowns), whatever their format.
+
+    Args:
+        unet_path: the ``denoising_unet`` file; its folder holds the other Champ files
+            (``reference_unet``, ``motion_module`` for Champ's release, ``guidance_encoder_<type>``;
+            every guidance encoder present is loaded).
+        vae_path, image_encoder_path: files (or folders) of the VAE and the CLIP image encoder.
+
+    Files we wrote (:func:`save_champ_models`, the smoke weights) carry their config and are
+    loaded as such; anything else is read as Champ's released checkpoints (SD-1.5 sizes).
+    """
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    unet_path, vae_path, image_encoder_path = Path(unet_path), Path(vae_path), Path(image_encoder_path)
+    folder = unet_path.parent if unet_path.is_file() else unet_path
+    present = [t for t in GUIDANCE_TYPES if any(folder.glob(f"guidance_encoder_{t}.*"))]
+    vae_file, clip_file = find_weights(vae_path), find_weights(image_encoder_path)
+    vae = _load_saved(vae_file, dev, dt) if _is_saved_by_us(vae_file) else load_vae(vae_path, device=dev, dtype=dt)
+    clip = (_load_saved(clip_file, dev, dt) if _is_saved_by_us(clip_file)
+            else load_image_encoder(image_encoder_path, device=dev, dtype=dt))
+    if _is_saved_by_us(find_weights(unet_path)):
+        def load(stem: str) -> nn.Module:
+            return _load_saved(find_weights(folder, [stem]), dev, dt)
+
+        return ChampModels(reference_unet=load("reference_unet"), denoising_unet=load("denoising_unet"),
+                           guidance_encoders={t: load(f"guidance_encoder_{t}") for t in present},
+                           vae=vae, image_encoder=clip)
+    if not present:
+        raise InputError(f"no guidance_encoder_* file next to {unet_path.name} in {folder}; Champ's release has four "
+                         "(depth, normal, semantic_map, dwpose): put at least the ones you use there")
+    return load_champ(folder, vae_path, image_encoder_path, guidance_types=present, device=dev, dtype=dt)

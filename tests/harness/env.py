@@ -22,8 +22,9 @@ def using_stand_ins() -> bool:
     return spec is not None and Path(spec.origin).resolve().is_relative_to(STAND_INS)
 
 
-def install(base_dir: os.PathLike | str | None = None) -> None:
-    """Ensure ``comfy_api``, ``comfy`` and ``folder_paths`` import; optionally set the base dir."""
+def install(base_dir: os.PathLike | str | None = None, models_dir: os.PathLike | str | None = None) -> None:
+    """Ensure ``comfy_api``, ``comfy`` and ``folder_paths`` import; optionally set the base dir
+    (and a models folder outside it)."""
     if importlib.util.find_spec("comfy_api") is None and str(STAND_INS) not in sys.path:
         sys.path.insert(0, str(STAND_INS))
     if base_dir is not None:
@@ -32,11 +33,12 @@ def install(base_dir: os.PathLike | str | None = None) -> None:
         base = Path(base_dir)
         for sub in ("models", "input", "output", "temp"):
             (base / sub).mkdir(parents=True, exist_ok=True)
+        models = Path(models_dir) if models_dir is not None else base / "models"
         if hasattr(folder_paths, "set_base_directory"):
-            folder_paths.set_base_directory(str(base))
+            folder_paths.set_base_directory(str(base), str(models))
         else:  # the real module: the same effect by hand
             folder_paths.base_path = str(base)
-            folder_paths.models_dir = str(base / "models")
+            folder_paths.models_dir = str(models)
             folder_paths.set_input_directory(str(base / "input"))
             folder_paths.set_output_directory(str(base / "output"))
             folder_paths.set_temp_directory(str(base / "temp"))

@@ -17,11 +17,12 @@ folder_names_and_paths: dict[str, tuple[list[str], set[str]]] = {}
 _BUILTIN_MODEL_FOLDERS = ("checkpoints", "vae", "clip_vision", "diffusion_models", "controlnet")
 
 
-def set_base_directory(path: str) -> None:
-    """Point every folder at ``path`` (models, input, output, temp), as ``--base-directory`` does."""
+def set_base_directory(path: str, models: Optional[str] = None) -> None:
+    """Point every folder at ``path`` (models, input, output, temp), as ``--base-directory`` does;
+    ``models`` puts the models folder elsewhere (as ``extra_model_paths.yaml`` can)."""
     global base_path, models_dir
     base_path = os.path.abspath(path)
-    models_dir = os.path.join(base_path, "models")
+    models_dir = os.path.abspath(models) if models else os.path.join(base_path, "models")
     folder_names_and_paths.clear()
     for name in _BUILTIN_MODEL_FOLDERS:
         folder_names_and_paths[name] = ([os.path.join(models_dir, name)], set(supported_pt_extensions))

@@ -1,0 +1,125 @@
+"""Load Champ, Champ Reference U-Net, and Champ's original pose-driven guidance."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from comfy_api.latest import io
+
+from ..m2penc.champ import ChampModels, ReferenceState, encode_pose_guidance, encode_reference, load_champ_files
+from ..m2penc.device import DTYPE_NAMES
+from ..m2penc.guidance_source import PoseMapGuidance
+from ..m2penc.reference_image import prepare_reference
+from ..weights_manifest import entry
+from . import _comfy
+from .types import ChampModel, PoseGuidance, Reference
+
+CATEGORY = "M2PDance/champ"
+GUIDANCE_INPUTS = ("depth", "normal", "semantic_map", "dwpose")
+#: Frames encoded per guidance-encoder call in pose-driven mode (bounds memory).
+POSE_CHUNK = 16
+
+
+@dataclass(frozen=True)
+class EncodedReference:
+    """What Champ Reference U-Net passes on: the encoded photo and the video size it was made for."""
+
+    state: ReferenceState
+    width: int
+    height: int
+
+
+def _denoising_unet_files() -> list[str]:
+    return [f for f in _comfy.model_files("champ") if f.rsplit("/", 1)[-1].startswith("denoising_unet.")]
+
+
+class LoadChamp(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="M2PDanceLoadChamp",
+            display_name="Load Champ (M2PDance)",
+            category=CATEGORY,
+            description="Champ's ReferenceNet, denoising 3D U-Net (+ motion modules) and guidance encoders from "
+                        "models/champ, with the SD-1.5 VAE (models/vae) and the CLIP image encoder (models/clip_vision).",
+            inputs=[
+                io.Combo.Input("champ", options=_denoising_unet_files(),
+                               tooltip="The denoising_unet file; reference_unet, motion_module and "
+                                       "guidance_encoder_* are read from the same folder."),
+                io.Combo.Input("vae", options=_comfy.model_files("vae"),
+                               tooltip="sd-vae-ft-mse (SD-1.5 VAE) in models/vae."),
+                io.Combo.Input("clip_vision", options=_comfy.model_files("clip_vision"),
+                               tooltip="The sd-image-variations CLIP image encoder in models/clip_vision."),
+                io.Combo.Input("dtype", options=list(DTYPE_NAMES), default="auto",
+                               tooltip="auto = fp16 on CUDA (as Champ runs), fp32 on CPU."),
+            ],
+            outputs=[ChampModel.Output(display_name="champ")],
+        )
+
+    @classmethod
+    def execute(cls, champ, vae, clip_vision, dtype) -> io.NodeOutput:
+        return io.NodeOutput(load_champ_files(
+            _comfy.model_path("champ", champ, entry("champ_denoising_unet").hint()),
+            _comfy.model_path("vae", vae, entry("vae_sd_vae_ft_mse").hint()),
+            _comfy.model_path("clip_vision", clip_vision, entry("clip_image_encoder").hint()),
+            device=_comfy.device(), dtype=_comfy.dtype(dtype)))
+
+
+class ChampReferenceUNet(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="M2PDanceChampReference",
+            display_name="Champ Reference U-Net (M2PDance)",
+            category=CATEGORY,
+            description="Encode the reference photo once per video: VAE latent, CLIP image embedding and the "
+                        "ReferenceNet's attention bank. Any size, RGBA or grayscale photo works: it is "
+                        "centre-cropped to the video's aspect ratio, never stretched.",
+            inputs=[
+                io.Image.Input("reference", tooltip="Photo of the person who will dance."),
+                ChampModel.Input("champ", tooltip="From Load Champ."),
+                io.Int.Input("width", default=512, min=64, max=2048, step=8, tooltip="Video width (multiple of 8)."),
+                io.Int.Input("height", default=512, min=64, max=2048, step=8, tooltip="Video height (multiple of 8)."),
+            ],
+            outputs=[Reference.Output(display_name="reference")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, width, height) -> bool | str:
+        if width % 8 or height % 8:
+            return f"width and height must be multiples of 8 (the VAE's scale), got {width}x{height}"
+        return True
+
+    @classmethod
+    def execute(cls, reference, champ: ChampModels, width, height) -> io.NodeOutput:
+        photo = prepare_reference(reference, height, width)
+        return io.NodeOutput(EncodedReference(encode_reference(champ, photo), width, height))
+
+
+class PoseDrivenGuidance(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        maps = [io.Image.Input(name, optional=True, tooltip=f"Champ {name.replace('_', ' ')} maps, one per frame "
+                                                             "(rendered from SMPL, as Champ expects).")
+                for name in GUIDANCE_INPUTS]
+        return io.Schema(
+            node_id="M2PDancePoseDrivenGuidance",
+            display_name="Champ Pose Guidance (M2PDance)",
+            category=CATEGORY,
+            description="Champ's original pose-driven mode: depth / normal / semantic / skeleton image batches "
+                        "-> pose guidance for the dance sampler (encoders summed, computed per segment).",
+            inputs=[ChampModel.Input("champ", tooltip="From Load Champ (its guidance encoders are used)."),
+                    io.Float.Input("fps", default=15.0, min=1.0, max=120.0, step=0.5,
+                                   tooltip="Frame rate of the guidance maps."),
+                    *maps],
+            outputs=[PoseGuidance.Output(display_name="pose_guidance")],
+        )
+
+    @classmethod
+    def execute(cls, champ: ChampModels, fps, **maps) -> io.NodeOutput:
+        given = {name: image for name, image in maps.items() if image is not None}
+        channels = next(iter(champ.guidance_encoders.values())).m2p_config.embedding_channels \
+            if champ.guidance_encoders else 0
+        source = PoseMapGuidance(champ.guidance_encoders, given, fps,
+                                 encode=lambda _enc, frames: encode_pose_guidance(champ, frames, POSE_CHUNK),
+                                 channels=channels)
+        return io.NodeOutput(source)

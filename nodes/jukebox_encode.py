@@ -1,0 +1,109 @@
+"""Load Jukebox and Jukebox Encode: music -> per-frame music features (cached on disk)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from comfy_api.latest import io
+
+from ..m2penc.audio.cache import FeatureCache
+from ..m2penc.audio.features import extract_music_features
+from ..m2penc.device import DTYPE_NAMES
+from ..weights_manifest import entry
+from . import _comfy
+from .types import JukeboxModel, MusicFeatures
+
+CATEGORY = "M2PDance/music"
+#: Backend choice shown to users -> (feature kind, Jukebox backend).
+BACKENDS = {
+    "light (librosa, 35-d, CPU)": ("baseline", "auto"),
+    "jukebox (4800-d, built in)": ("jukebox", "own"),
+    "jukebox (4800-d, jukemirlib)": ("jukebox", "jukemirlib"),
+}
+JUKEBOX_LAYERS = 72  # depth of the 5B top-level prior
+#: Where features are cached; set M2PDANCE_FEATURE_CACHE to move it.
+CACHE_ENV = "M2PDANCE_FEATURE_CACHE"
+
+
+@dataclass(frozen=True)
+class JukeboxHandle:
+    """What Load Jukebox passes on: the checkpoint paths and where to run (loaded on first use)."""
+
+    vqvae_path: str
+    prior_path: str
+    device: torch.device
+    dtype: torch.dtype
+
+
+def feature_cache() -> FeatureCache:
+    return FeatureCache(os.environ.get(CACHE_ENV) or None)
+
+
+class LoadJukebox(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        files = _comfy.model_files("jukebox")
+        return io.Schema(
+            node_id="M2PDanceLoadJukebox",
+            display_name="Load Jukebox (M2PDance)",
+            category=CATEGORY,
+            description="OpenAI Jukebox 5B (VQ-VAE + top-level prior) from models/jukebox, for 4800-d music "
+                        "features. Only the prior layers up to the chosen one are loaded.",
+            inputs=[
+                io.Combo.Input("vqvae", options=files, default=entry("jukebox_vqvae").filename,
+                               tooltip="vqvae.pth.tar (or a converted .safetensors) in models/jukebox."),
+                io.Combo.Input("prior", options=files, default=entry("jukebox_prior_5b").filename,
+                               tooltip="prior_level_2.pth.tar (5B top-level prior, ~10 GB) in models/jukebox."),
+                io.Combo.Input("dtype", options=list(DTYPE_NAMES), default="auto",
+                               tooltip="auto = fp16 on CUDA, fp32 on CPU."),
+            ],
+            outputs=[JukeboxModel.Output(display_name="jukebox")],
+        )
+
+    @classmethod
+    def execute(cls, vqvae, prior, dtype) -> io.NodeOutput:
+        return io.NodeOutput(JukeboxHandle(
+            _comfy.model_path("jukebox", vqvae, entry("jukebox_vqvae").hint()),
+            _comfy.model_path("jukebox", prior, entry("jukebox_prior_5b").hint()),
+            _comfy.device(), _comfy.dtype(dtype)))
+
+
+class JukeboxEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="M2PDanceJukeboxEncode",
+            display_name="Jukebox Encode (M2PDance)",
+            category=CATEGORY,
+            description="Per-video-frame music features: Jukebox 5B activations (the paper) or EDGE's light "
+                        "35-d librosa set. Results are cached on disk by audio content, so swapping the "
+                        "reference photo never recomputes them.",
+            inputs=[
+                io.Audio.Input("music", tooltip="The music (from Load Music)."),
+                io.Combo.Input("backend", options=list(BACKENDS), default=next(iter(BACKENDS)),
+                               tooltip="light: fast, CPU, needs no weights. jukebox: the paper's 4800-d "
+                                       "features; needs Load Jukebox (built in) or jukemirlib."),
+                io.Int.Input("layer", default=66, min=1, max=JUKEBOX_LAYERS,
+                             tooltip="Jukebox prior layer (EDGE uses 66; jukemirlib's default is 36)."),
+                io.Int.Input("fps", default=15, min=1, max=60,
+                             tooltip="Video frame rate; one feature row per frame (paper: 15)."),
+                JukeboxModel.Input("jukebox", optional=True, tooltip="From Load Jukebox (jukebox backends)."),
+            ],
+            outputs=[MusicFeatures.Output(display_name="music_features")],
+        )
+
+    @classmethod
+    def execute(cls, music, backend, layer, fps, jukebox=None) -> io.NodeOutput:
+        kind, jukebox_backend = BACKENDS[backend]
+        if kind == "jukebox" and jukebox_backend == "own" and jukebox is None:
+            raise ValueError("the built-in jukebox backend needs the Jukebox weights: connect a "
+                             "'Load Jukebox (M2PDance)' node to the jukebox input, or pick the light backend")
+        options = {}
+        if jukebox is not None:
+            options = dict(vqvae_path=jukebox.vqvae_path, prior_path=jukebox.prior_path,
+                           device=jukebox.device, dtype=jukebox.dtype)
+        features = extract_music_features(music, kind=kind, fps=float(fps), layer=layer,
+                                          jukebox_backend=jukebox_backend, cache=feature_cache(),
+                                          control=_comfy.run_control(), **options)
+        return io.NodeOutput(features)

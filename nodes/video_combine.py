@@ -1,0 +1,71 @@
+"""Video Combine: IMAGE frames (+ music) -> an mp4/webm/gif/PNG sequence in ComfyUI's output folder."""
+from __future__ import annotations
+
+import os
+
+from comfy_api.latest import InputImpl, io, ui
+
+from ..m2penc.video import FORMATS, VideoWriter
+from . import _comfy
+
+CATEGORY = "M2PDance/video"
+#: Frames handed to the encoder at a time (bounds the uint8 copy made per batch).
+WRITE_BATCH = 16
+
+
+def _output_path(prefix: str, suffix: str) -> tuple[str, str, str]:
+    """(full path, file name, subfolder) for the next free ``<prefix>_NNNNN_<suffix>``."""
+    import folder_paths
+
+    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, folder_paths.get_output_directory())
+    while True:
+        filename = f"{name}_{counter:05}_{suffix}"
+        path = os.path.join(folder, filename)
+        if not os.path.exists(path):
+            return path, filename, subfolder
+        counter += 1
+
+
+class VideoCombine(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="M2PDanceVideoCombine",
+            display_name="Video Combine (M2PDance)",
+            category=CATEGORY,
+            description="Write frames as a video with the music muxed in (trimmed or padded to the video's "
+                        "length). The file appears only when complete; a failed or cancelled run leaves nothing.",
+            is_output_node=True,
+            inputs=[
+                io.Image.Input("images", tooltip="Frames (from the dance sampler or any IMAGE batch)."),
+                io.Float.Input("fps", default=15.0, min=1.0, max=120.0, step=0.5,
+                               tooltip="Frames per second; connect the sampler's fps output to keep them in sync."),
+                io.Combo.Input("format", options=list(FORMATS), default="mp4",
+                               tooltip="mp4 (H.264 + AAC), webm (VP9 + Opus), gif, or png (a folder of frames)."),
+                io.Int.Input("crf", default=19, min=0, max=63,
+                             tooltip="Quality for mp4/webm: lower is better and larger (H.264 takes 0-51)."),
+                io.String.Input("filename_prefix", default="M2PDance/dance",
+                                tooltip="Output path under ComfyUI's output folder."),
+                io.Audio.Input("audio", optional=True, tooltip="Music to mux in, from its first sample."),
+            ],
+            outputs=[io.String.Output(display_name="filename"), io.Video.Output(display_name="video")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, format, crf) -> bool | str:
+        if format == "mp4" and crf > 51:
+            return f"H.264 (mp4) takes crf 0-51, got {crf}"
+        return True
+
+    @classmethod
+    def execute(cls, images, fps, format, crf, filename_prefix, audio=None) -> io.NodeOutput:
+        fmt = FORMATS[format]
+        path, filename, subfolder = _output_path(filename_prefix, fmt.suffix or "frames")
+        control = _comfy.run_control()
+        with VideoWriter(path, fps=fps, format=format, crf=crf, audio=audio) as writer:
+            for start in range(0, images.shape[0], WRITE_BATCH):
+                writer.write(images[start:start + WRITE_BATCH])
+                control.tick("write", min(start + WRITE_BATCH, images.shape[0]), images.shape[0])
+        video = None if fmt.is_sequence else InputImpl.VideoFromFile(str(writer.path))
+        shown = ui.PreviewVideo([ui.SavedResult(filename, subfolder, io.FolderType.output)])
+        return io.NodeOutput(os.path.join(subfolder, filename), video, ui=shown)
