@@ -130,13 +130,19 @@ class Executor:
     """Runs prompts for one set of node classes, keeping ComfyUI's per-node output cache."""
 
     def __init__(self, node_classes: dict[str, type], extra_data: Optional[dict] = None):
+        self.node_classes = dict(node_classes)
         self.specs = {name: node_spec(cls) for name, cls in node_classes.items()}
         self.extra_data = extra_data or {}
         self._cache: dict[str, tuple[Any, tuple, Optional[dict]]] = {}
 
     # ---- validation ---------------------------------------------------------------------
     def validate(self, prompt: dict) -> list[str]:
-        """Check the whole prompt; return the output node ids, or raise PromptValidationError."""
+        """Check the whole prompt; return the output node ids, or raise PromptValidationError.
+
+        Schemas are read again on every call, as ComfyUI calls ``INPUT_TYPES()`` per validation:
+        a file uploaded since the last run is a valid choice now.
+        """
+        self.specs = {name: node_spec(cls) for name, cls in self.node_classes.items()}
         for node_id, node in prompt.items():
             class_type = node.get("class_type") if isinstance(node, dict) else None
             if class_type is None:
