@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from comfy_api.latest import io
 
 from ..m2penc.champ import ChampModels, ReferenceState, encode_pose_guidance, encode_reference, load_champ_files
-from ..m2penc.device import DTYPE_NAMES
 from ..m2penc.guidance_source import PoseMapGuidance
 from ..m2penc.reference_image import prepare_reference
 from ..weights_manifest import entry
 from . import _comfy
+from .widgets import check_size, dtype_input, size_inputs
 from .types import ChampModel, PoseGuidance, Reference
 
 CATEGORY = "M2PDance/champ"
@@ -49,8 +49,7 @@ class LoadChamp(io.ComfyNode):
                                tooltip="sd-vae-ft-mse (SD-1.5 VAE) in models/vae."),
                 io.Combo.Input("clip_vision", options=_comfy.model_files("clip_vision"),
                                tooltip="The sd-image-variations CLIP image encoder in models/clip_vision."),
-                io.Combo.Input("dtype", options=list(DTYPE_NAMES), default="auto",
-                               tooltip="auto = fp16 on CUDA (as Champ runs), fp32 on CPU."),
+                dtype_input(),
             ],
             outputs=[ChampModel.Output(display_name="champ")],
         )
@@ -77,17 +76,14 @@ class ChampReferenceUNet(io.ComfyNode):
             inputs=[
                 io.Image.Input("reference", tooltip="Photo of the person who will dance."),
                 ChampModel.Input("champ", tooltip="From Load Champ."),
-                io.Int.Input("width", default=512, min=64, max=2048, step=8, tooltip="Video width (multiple of 8)."),
-                io.Int.Input("height", default=512, min=64, max=2048, step=8, tooltip="Video height (multiple of 8)."),
+                *size_inputs(),
             ],
             outputs=[Reference.Output(display_name="reference")],
         )
 
     @classmethod
     def validate_inputs(cls, width, height) -> bool | str:
-        if width % 8 or height % 8:
-            return f"width and height must be multiples of 8 (the VAE's scale), got {width}x{height}"
-        return True
+        return check_size(width, height)
 
     @classmethod
     def execute(cls, reference, champ: ChampModels, width, height) -> io.NodeOutput:

@@ -9,9 +9,9 @@ from comfy_api.latest import io
 
 from ..m2penc.audio.cache import FeatureCache
 from ..m2penc.audio.features import extract_music_features
-from ..m2penc.device import DTYPE_NAMES
 from ..weights_manifest import entry
 from . import _comfy
+from .widgets import dtype_input
 from .types import JukeboxModel, MusicFeatures
 
 CATEGORY = "M2PDance/music"
@@ -55,8 +55,7 @@ class LoadJukebox(io.ComfyNode):
                                tooltip="vqvae.pth.tar (or a converted .safetensors) in models/jukebox."),
                 io.Combo.Input("prior", options=files, default=entry("jukebox_prior_5b").filename,
                                tooltip="prior_level_2.pth.tar (5B top-level prior, ~10 GB) in models/jukebox."),
-                io.Combo.Input("dtype", options=list(DTYPE_NAMES), default="auto",
-                               tooltip="auto = fp16 on CUDA, fp32 on CPU."),
+                dtype_input(),
             ],
             outputs=[JukeboxModel.Output(display_name="jukebox")],
         )

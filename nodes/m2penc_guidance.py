@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..m2penc.device import DTYPE_NAMES
 from ..m2penc.encoder import load_m2penc
 from ..m2penc.errors import InputError
 from ..m2penc.guidance_source import M2PEncGuidance
@@ -13,6 +12,7 @@ from ..m2penc.pose.pose_keypoint import keypoints_to_pose_keypoint
 from ..m2penc.pose.render import render_pose_keypoint
 from ..weights_manifest import entry
 from . import _comfy
+from .widgets import check_size, dtype_input, size_inputs
 from .types import M2PEncModel, MusicFeatures, PoseGuidance, PoseKeypoint
 
 CATEGORY = "M2PDance/pose"
@@ -32,8 +32,7 @@ class LoadM2PEnc(io.ComfyNode):
             inputs=[
                 io.Combo.Input("m2penc", options=_comfy.model_files("m2penc"),
                                tooltip="M2PEnc weights (.safetensors written by m2pdance-train)."),
-                io.Combo.Input("dtype", options=list(DTYPE_NAMES), default="auto",
-                               tooltip="auto = fp16 on CUDA, fp32 on CPU."),
+                dtype_input(),
             ],
             outputs=[M2PEncModel.Output(display_name="m2penc")],
         )
@@ -66,10 +65,7 @@ class M2PEncGuidanceNode(io.ComfyNode):
             inputs=[
                 MusicFeatures.Input("music_features", tooltip="From Jukebox Encode."),
                 M2PEncModel.Input("m2penc", tooltip="From Load M2PEnc."),
-                io.Int.Input("width", default=512, min=64, max=2048, step=8,
-                             tooltip="Video width in pixels (multiple of 8); the keypoint canvas."),
-                io.Int.Input("height", default=512, min=64, max=2048, step=8,
-                             tooltip="Video height in pixels (multiple of 8); the keypoint canvas."),
+                *size_inputs(),
             ],
             outputs=[PoseGuidance.Output(display_name="pose_guidance"),
                      PoseKeypoint.Output(display_name="pose_keypoint"),
@@ -79,9 +75,7 @@ class M2PEncGuidanceNode(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, width, height) -> bool | str:
-        if width % 8 or height % 8:
-            return f"width and height must be multiples of 8 (the VAE's scale), got {width}x{height}"
-        return True
+        return check_size(width, height)
 
     @classmethod
     def execute(cls, music_features, m2penc, width, height) -> io.NodeOutput:

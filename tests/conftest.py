@@ -46,3 +46,25 @@ def comfy_home(tmp_path):
 
     harness.install(tmp_path / "comfy_home")
     return tmp_path / "comfy_home"
+
+
+@pytest.fixture(scope="session")
+def smoke_models(tmp_path_factory) -> Path:
+    """A ComfyUI models folder holding the tiny smoke weights (``m2pdance weights smoke``), written once."""
+    from m2pdance.weights_manifest.smoke import write_smoke_weights
+
+    models = tmp_path_factory.mktemp("smoke") / "models"
+    write_smoke_weights(models)
+    return models
+
+
+@pytest.fixture
+def prepared_home(tmp_path, smoke_models) -> Path:
+    """A ComfyUI home with the example music and photo in input/ and the smoke weights as models/."""
+    import harness
+    from m2pdance.m2penc.examples import write_example_inputs
+
+    home = tmp_path / "comfy_home"
+    harness.install(home, models_dir=smoke_models)
+    write_example_inputs(home / "input")
+    return home

@@ -12,27 +12,6 @@ WORKFLOWS = harness.example_workflows()
 EXPECTED = {"music_preview", "music_to_dance", "music_to_pose_preview", "champ_pose_driven"}
 
 
-@pytest.fixture(scope="module")
-def smoke_models(tmp_path_factory):
-    """The smoke-weights command's output, written once for the module."""
-    from m2pdance.weights_manifest.smoke import write_smoke_weights
-
-    models = tmp_path_factory.mktemp("smoke") / "models"
-    write_smoke_weights(models)
-    return models
-
-
-@pytest.fixture
-def prepared_home(tmp_path, smoke_models):
-    """A ComfyUI home with the example inputs and the smoke weights, as the README sets it up."""
-    from m2pdance.m2penc.examples import write_example_inputs
-
-    home = tmp_path / "comfy_home"
-    harness.install(home, models_dir=smoke_models)
-    write_example_inputs(home / "input")
-    return home
-
-
 def test_the_shipped_workflows_are_all_there():
     assert {p.stem for p in WORKFLOWS} == EXPECTED
 

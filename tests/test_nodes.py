@@ -14,23 +14,9 @@ import harness
 MUSIC, PHOTO = "m2pdance_example_music.wav", "m2pdance_example_dancer.png"
 
 
-@pytest.fixture(scope="module")
-def smoke_models(tmp_path_factory):
-    from m2pdance.weights_manifest.smoke import write_smoke_weights
-
-    models = tmp_path_factory.mktemp("smoke") / "models"
-    write_smoke_weights(models)
-    return models
-
-
 @pytest.fixture
-def home(tmp_path, smoke_models):
-    from m2pdance.m2penc.examples import write_example_inputs
-
-    home = tmp_path / "comfy_home"
-    harness.install(home, models_dir=smoke_models)
-    write_example_inputs(home / "input", seconds=2.0)
-    return home
+def home(prepared_home):
+    return prepared_home
 
 
 @pytest.fixture
@@ -192,3 +178,17 @@ def test_interrupt_stops_the_sampler_and_leaves_no_file(home, nodes, monkeypatch
     assert type(info.value.original).__name__ == "InterruptProcessingException"
     assert output_files(home) == []
     assert not mm.processing_interrupted()
+
+
+def test_jukebox_encode_with_the_built_in_backend_and_the_feature_cache(home, nodes, smoke_models, monkeypatch, tmp_path):
+    """Load Jukebox (tiny smoke files) -> Jukebox Encode (built in): 4800-d in real use, the tiny width here."""
+    monkeypatch.setenv("M2PDANCE_FEATURE_CACHE", str(tmp_path / "features"))
+    music = nodes["M2PDanceLoadMusic"].execute(audio=MUSIC, start=0.0, duration=1.0)[0]
+    jukebox = nodes["M2PDanceLoadJukebox"].execute(vqvae="m2pdance-tiny-vqvae.safetensors",
+                                                   prior="m2pdance-tiny-prior.safetensors", dtype="auto")[0]
+    encode = nodes["M2PDanceJukeboxEncode"].execute
+    features = encode(music=music, backend="jukebox (4800-d, built in)", layer=3, fps=15, jukebox=jukebox)[0]
+    assert features.kind == "jukebox" and features.layer == 3 and features.num_frames == 15
+    assert list((tmp_path / "features").rglob("*.safetensors")), "features were not cached"
+    with pytest.raises(ValueError, match="needs the Jukebox weights"):
+        encode(music=music, backend="jukebox (4800-d, built in)", layer=3, fps=15)
