@@ -63,3 +63,47 @@ def render_dance(models: ChampModels, reference: ReferenceState, guidance: Guida
         seed=seed, latent_shape=tuple(reference.latents.shape), decode=decode_and_keep, sink=sink,
         device=models.device, dtype=torch.float32, guidance_fn=guidance_fn, options=options,
         reference_latent=reference.latents.float(), control=control)
+
+
+def make_dance_video(music: str, photo: str, out: str, *, m2penc_path: str, champ_path: str, vae_path: str,
+                     image_encoder_path: str, feature_kind: Optional[str] = None, vqvae_path: Optional[str] = None,
+                     prior_path: Optional[str] = None, layer: int = 66, start: float = 0.0,
+                     duration: Optional[float] = None, width: int = 512, height: int = 512, seed: int = 0,
+                     options: LongVideoOptions = LongVideoOptions(), guidance_scale: float = CHAMP_GUIDANCE_SCALE,
+                     video_format: str = "mp4", device: str = "auto", dtype: str = "auto",
+                     control: RunControl = NO_CONTROL) -> str:
+    """Music file + photo file -> dance video file, streaming: memory stays flat however long the song.
+
+    Each decoded chunk goes straight into the video writer (frames never pile up in RAM), which
+    is what a minutes-long dance at 512 px needs; the ComfyUI sampler node, by contrast, returns
+    the frames as one IMAGE batch as ComfyUI requires. Returns the written path.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from .audio.features import extract_music_features
+    from .audio.io import load_audio
+    from .champ import encode_reference, load_champ_files
+    from .device import resolve_device, resolve_dtype
+    from .encoder import load_m2penc
+    from .guidance_source import M2PEncGuidance
+    from .reference_image import prepare_reference
+    from .video import VideoWriter
+
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    encoder = load_m2penc(m2penc_path, device=dev, dtype=dt)
+    kind = feature_kind or encoder.config.feature_kind
+    audio = load_audio(music, start=start, duration=duration)
+    features = extract_music_features(audio, kind=kind, fps=encoder.config.fps, layer=layer,
+                                      vqvae_path=vqvae_path, prior_path=prior_path, device=dev, dtype=dt,
+                                      control=control)
+    encoder.check_music(features)
+    models = load_champ_files(champ_path, vae_path, image_encoder_path, device=dev, dtype=dt)
+    pixels = torch.from_numpy(np.asarray(Image.open(photo).convert("RGBA"), dtype=np.float32) / 255.0)[None]
+    reference = encode_reference(models, prepare_reference(pixels, height, width))
+    guidance = M2PEncGuidance(encoder, features.features, fps=features.fps)
+    with VideoWriter(out, fps=features.fps, format=video_format, audio=audio) as writer:
+        render_dance(models, reference, guidance, writer.write, seed=seed, options=options,
+                     guidance_scale=guidance_scale, control=control)
+    return str(writer.path)
