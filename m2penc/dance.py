@@ -6,6 +6,7 @@ decoded frames into ``sink`` and, optionally, collecting the latents.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import torch
@@ -69,14 +70,15 @@ def make_dance_video(music: str, photo: str, out: str, *, m2penc_path: str, cham
                      image_encoder_path: str, feature_kind: Optional[str] = None, vqvae_path: Optional[str] = None,
                      prior_path: Optional[str] = None, layer: int = 66, start: float = 0.0,
                      duration: Optional[float] = None, width: int = 512, height: int = 512, seed: int = 0,
-                     options: LongVideoOptions = LongVideoOptions(), guidance_scale: float = CHAMP_GUIDANCE_SCALE,
+                     segment_seconds: float = 5.0, options: LongVideoOptions = LongVideoOptions(), guidance_scale: float = CHAMP_GUIDANCE_SCALE,
                      video_format: str = "mp4", device: str = "auto", dtype: str = "auto",
                      control: RunControl = NO_CONTROL) -> str:
     """Music file + photo file -> dance video file, streaming: memory stays flat however long the song.
 
     Each decoded chunk goes straight into the video writer (frames never pile up in RAM), which
     is what a minutes-long dance at 512 px needs; the ComfyUI sampler node, by contrast, returns
-    the frames as one IMAGE batch as ComfyUI requires. Returns the written path.
+    the frames as one IMAGE batch as ComfyUI requires. Segments last ``segment_seconds`` at the
+    music features' frame rate (``options.segment_frames`` is derived from it). Returns the path.
     """
     import numpy as np
     from PIL import Image
@@ -103,6 +105,7 @@ def make_dance_video(music: str, photo: str, out: str, *, m2penc_path: str, cham
     pixels = torch.from_numpy(np.asarray(Image.open(photo).convert("RGBA"), dtype=np.float32) / 255.0)[None]
     reference = encode_reference(models, prepare_reference(pixels, height, width))
     guidance = M2PEncGuidance(encoder, features.features, fps=features.fps)
+    options = dataclasses.replace(options, segment_frames=max(1, round(segment_seconds * features.fps)))
     with VideoWriter(out, fps=features.fps, format=video_format, audio=audio) as writer:
         render_dance(models, reference, guidance, writer.write, seed=seed, options=options,
                      guidance_scale=guidance_scale, control=control)

@@ -164,6 +164,12 @@ class PoseMapGuidance:
         missing = sorted(set(maps) - set(encoders))
         if missing:
             raise InputError(f"no Champ guidance encoder loaded for {missing}; loaded: {sorted(encoders)}")
+        sizes = {name: tuple(m.shape[1:]) for name, m in maps.items()}
+        bad = {n: s for n, s in sizes.items() if len(s) != 3 or s[2] != 3 or s[0] % 8 or s[1] % 8}
+        if bad or len(set(sizes.values())) != 1:
+            raise InputError(f"guidance map batches must be RGB images (frames, height, width, 3) of one size, "
+                             f"height and width multiples of 8; got (height, width, channels) {sizes}: resize them "
+                             "(e.g. to the video size) and drop any alpha channel")
         counts = {name: int(m.shape[0]) for name, m in maps.items()}
         if len(set(counts.values())) != 1:
             raise InputError(f"all guidance map batches must have the same number of frames, got {counts}")

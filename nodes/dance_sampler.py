@@ -57,4 +57,7 @@ class SegmentedDanceSampler(io.ComfyNode):
         latents: list[torch.Tensor] = []
         render_dance(champ, reference.state, pose_guidance, frames.append, seed=seed, options=options,
                      guidance_scale=cfg, latents_out=latents, control=_comfy.run_control())
-        return io.NodeOutput(torch.cat(frames), {"samples": torch.cat(latents, dim=2)}, float(pose_guidance.fps))
+        # ComfyUI's SD-1.5 LATENT: one (4, h, w) latent per frame, unscaled (its VAE Decode does not
+        # divide by the scaling factor), i.e. (F, 4, h, w), not Champ's scaled (1, 4, F, h, w).
+        samples = torch.cat(latents, dim=2)[0].transpose(0, 1) / champ.vae.config.scaling_factor
+        return io.NodeOutput(torch.cat(frames), {"samples": samples.contiguous()}, float(pose_guidance.fps))

@@ -1,7 +1,6 @@
 """Load Jukebox and Jukebox Encode: music -> per-frame music features (cached on disk)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -22,8 +21,6 @@ BACKENDS = {
     "jukebox (4800-d, jukemirlib)": ("jukebox", "jukemirlib"),
 }
 JUKEBOX_LAYERS = 72  # depth of the 5B top-level prior
-#: Where features are cached; set M2PDANCE_FEATURE_CACHE to move it.
-CACHE_ENV = "M2PDANCE_FEATURE_CACHE"
 
 
 @dataclass(frozen=True)
@@ -37,7 +34,8 @@ class JukeboxHandle:
 
 
 def feature_cache() -> FeatureCache:
-    return FeatureCache(os.environ.get(CACHE_ENV) or None)
+    """The on-disk feature cache ($M2PDANCE_CACHE_DIR, else ~/.cache/m2pdance/music_features)."""
+    return FeatureCache()
 
 
 class LoadJukebox(io.ComfyNode):
@@ -95,8 +93,8 @@ class JukeboxEncode(io.ComfyNode):
     @classmethod
     def execute(cls, music, backend, layer, fps, jukebox=None) -> io.NodeOutput:
         kind, jukebox_backend = BACKENDS[backend]
-        if kind == "jukebox" and jukebox_backend == "own" and jukebox is None:
-            raise ValueError("the built-in jukebox backend needs the Jukebox weights: connect a "
+        if kind == "jukebox" and jukebox is None:  # both backends read the files Load Jukebox names
+            raise ValueError(f"the {backend} backend needs the Jukebox weights: connect a "
                              "'Load Jukebox (M2PDance)' node to the jukebox input, or pick the light backend")
         options = {}
         if jukebox is not None:

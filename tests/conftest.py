@@ -31,6 +31,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_feature_cache(tmp_path_factory):
+    """Music features are cached on disk; tests use their own folder, never the user's."""
+    previous = os.environ.get("M2PDANCE_CACHE_DIR")
+    os.environ["M2PDANCE_CACHE_DIR"] = str(tmp_path_factory.mktemp("feature_cache"))
+    yield
+    if previous is None:
+        os.environ.pop("M2PDANCE_CACHE_DIR", None)
+    else:
+        os.environ["M2PDANCE_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """``../shared`` beside the repo (override with M2P_SHARED_DIR)."""

@@ -182,7 +182,7 @@ def test_interrupt_stops_the_sampler_and_leaves_no_file(home, nodes, monkeypatch
 
 def test_jukebox_encode_with_the_built_in_backend_and_the_feature_cache(home, nodes, smoke_models, monkeypatch, tmp_path):
     """Load Jukebox (tiny smoke files) -> Jukebox Encode (built in): 4800-d in real use, the tiny width here."""
-    monkeypatch.setenv("M2PDANCE_FEATURE_CACHE", str(tmp_path / "features"))
+    monkeypatch.setenv("M2PDANCE_CACHE_DIR", str(tmp_path / "features"))
     music = nodes["M2PDanceLoadMusic"].execute(audio=MUSIC, start=0.0, duration=1.0)[0]
     jukebox = nodes["M2PDanceLoadJukebox"].execute(vqvae="m2pdance-tiny-vqvae.safetensors",
                                                    prior="m2pdance-tiny-prior.safetensors", dtype="auto")[0]
@@ -192,3 +192,34 @@ def test_jukebox_encode_with_the_built_in_backend_and_the_feature_cache(home, no
     assert list((tmp_path / "features").rglob("*.safetensors")), "features were not cached"
     with pytest.raises(ValueError, match="needs the Jukebox weights"):
         encode(music=music, backend="jukebox (4800-d, built in)", layer=3, fps=15)
+
+
+def test_sampler_latent_output_is_comfyui_sd15_layout(home, nodes):
+    """LATENT must be what ComfyUI's VAE Decode takes for SD-1.5: (frames, 4, h, w), unscaled."""
+    import torch
+
+    music = nodes["M2PDanceLoadMusic"].execute(audio=MUSIC, start=0.0, duration=1.0)[0]
+    features = nodes["M2PDanceJukeboxEncode"].execute(music=music, backend="light (librosa, 35-d, CPU)",
+                                                      layer=66, fps=15)[0]
+    m2penc = nodes["M2PDanceLoadM2PEnc"].execute(m2penc="m2pdance-tiny-m2penc.safetensors", dtype="fp32")[0]
+    guidance = nodes["M2PDanceM2PEncGuidance"].execute(music_features=features, m2penc=m2penc, width=64, height=64)[0]
+    champ = nodes["M2PDanceLoadChamp"].execute(champ="m2pdance-tiny/denoising_unet.safetensors",
+                                               vae="m2pdance-tiny-vae.safetensors",
+                                               clip_vision="m2pdance-tiny-clip-vision.safetensors", dtype="fp32")[0]
+    reference = nodes["M2PDanceChampReference"].execute(reference=torch.rand(1, 64, 64, 3), champ=champ,
+                                                        width=64, height=64)[0]
+    frames, latent, _ = nodes["M2PDanceSegmentedSampler"].execute(
+        champ=champ, reference=reference, pose_guidance=guidance, seed=0, steps=1, cfg=3.5, segment_seconds=5.0,
+        join="none", overlap=4, noise_prior=False)[:3]
+    samples = latent["samples"]
+    assert samples.shape == (frames.shape[0], 4, 8, 8)
+    with torch.no_grad():  # what ComfyUI's VAE Decode does: decode the samples as they are
+        decoded = (champ.vae.decode(samples[:2]).sample / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
+    torch.testing.assert_close(decoded, frames[:2], rtol=1e-4, atol=1e-4)
+
+
+def test_jukemirlib_backend_without_load_jukebox_names_the_missing_node(home, nodes):
+    """jukemirlib reads the same checkpoint files, so it needs Load Jukebox too (and its device)."""
+    music = nodes["M2PDanceLoadMusic"].execute(audio=MUSIC, start=0.0, duration=1.0)[0]
+    with pytest.raises(ValueError, match="needs the Jukebox weights: connect a 'Load Jukebox"):
+        nodes["M2PDanceJukeboxEncode"].execute(music=music, backend="jukebox (4800-d, jukemirlib)", layer=66, fps=15)

@@ -67,3 +67,20 @@ def test_out_of_range_request_is_refused(model):
     source = M2PEncGuidance(model, torch.randn(10, 35), fps=15)
     with pytest.raises(InputError, match="outside"):
         source.frames(torch.arange(5, 12), (8, 8), torch.device("cpu"), torch.float32)
+
+
+def test_pose_maps_of_a_size_the_encoders_cannot_take_are_refused_up_front():
+    """Checked where the maps come in (IMAGE layout in the message), not deep inside the sampler."""
+    from m2pdance.m2penc.guidance_source import PoseMapGuidance
+
+    encoders = {"dwpose": torch.nn.Identity(), "depth": torch.nn.Identity()}
+
+    def make(**maps):
+        return PoseMapGuidance(encoders, maps, fps=15, encode=None, channels=8)
+
+    assert make(dwpose=torch.rand(3, 64, 96, 3)).num_frames == 3
+    for maps in ({"dwpose": torch.rand(3, 100, 100, 3)},                               # not multiples of 8
+                 {"dwpose": torch.rand(3, 64, 64, 4)},                                 # RGBA
+                 {"dwpose": torch.rand(3, 64, 64, 3), "depth": torch.rand(3, 32, 32, 3)}):  # two sizes
+        with pytest.raises(InputError, match=r"\(frames, height, width, 3\) of one size.*resize them"):
+            make(**maps)
