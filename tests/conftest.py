@@ -31,6 +31,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread per test: the models here are tiny, and on a loaded 2-core machine
+    OpenMP spinning makes more threads far slower (and timings erratic)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_feature_cache(tmp_path_factory):
     """Music features are cached on disk; tests use their own folder, never the user's."""

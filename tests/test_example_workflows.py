@@ -12,6 +12,12 @@ WORKFLOWS = harness.example_workflows()
 EXPECTED = {"music_preview", "music_to_dance", "music_to_pose_preview", "champ_pose_driven"}
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Overrides the root conftest's: whole workflows are big enough to use every core."""
+    yield
+
+
 def test_the_shipped_workflows_are_all_there():
     assert {p.stem for p in WORKFLOWS} == EXPECTED
 

@@ -15,15 +15,6 @@ TOY_FRAMES = 40
 WINDOW = 8
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: faster for the tiny model and stable on a loaded 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="session")
 def tiny_model() -> M2PEncConfig:
     return M2PEncConfig.preset("tiny")

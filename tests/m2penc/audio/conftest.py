@@ -82,14 +82,11 @@ def tiny_jukebox(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture
 def jukebox_env():
-    """One torch thread (tiny ops on 2 shared cores are faster so) and no model kept in
-    ``LOADED`` from another test, before or after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """No Jukebox model kept in ``LOADED`` from another test, before or after (the root
+    conftest already runs every test on one torch thread)."""
     clear_loaded_jukebox()
     yield
     clear_loaded_jukebox()
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -17,14 +17,6 @@ import torch
 SPEC_DIR = Path(__file__).resolve().parents[3] / ".." / "shared" / "spec" / "jukebox"
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def spec_dir() -> Path:
     if not SPEC_DIR.is_dir():

@@ -67,15 +67,6 @@ def smooth_guidance(frames: torch.Tensor, channels: int = 4, size: int = 8) -> t
     return torch.sin(t / 7.0 + phase).expand(1, channels, frames.numel(), size, size).float()
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP spinning makes more threads far slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def scheduler() -> DDIMScheduler:
     return champ_scheduler()
