@@ -53,6 +53,25 @@ def private_feature_cache(tmp_path_factory):
         os.environ["M2PDANCE_CACHE_DIR"] = previous
 
 
+@pytest.fixture
+def record_calls(monkeypatch):
+    """``record_calls(module, name, arg_index) -> list``: wrap ``module.name`` so every call appends
+    its positional argument ``arg_index`` to the returned list, then runs the real function."""
+
+    def install(module, name: str, arg_index: int) -> list:
+        calls: list = []
+        real = getattr(module, name)
+
+        def wrapped(*args, **kwargs):
+            calls.append(args[arg_index])
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapped)
+        return calls
+
+    return install
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """``../shared`` beside the repo (override with M2P_SHARED_DIR)."""

@@ -19,17 +19,9 @@ def song() -> dict:
 
 
 @pytest.fixture
-def counting(monkeypatch):
-    """Count calls of the real feature computation."""
-    calls = []
-    real = features_module._compute
-
-    def wrapped(*args, **kwargs):
-        calls.append(args[1])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(features_module, "_compute", wrapped)
-    return calls
+def counting(record_calls) -> list:
+    """Count calls of the real feature computation (records the feature kind)."""
+    return record_calls(features_module, "_compute", 1)
 
 
 def test_hit_skips_computation(tmp_path, song, counting):

@@ -40,17 +40,9 @@ def _audio(y: np.ndarray) -> dict:
 
 
 @pytest.fixture
-def loads(monkeypatch) -> list:
+def loads(record_calls) -> list:
     """Layers of every model load made on behalf of extract_music_features."""
-    calls: list = []
-    real = reuse_module.load_jukebox
-
-    def load(*args, **kwargs):
-        calls.append(args[2])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(reuse_module, "load_jukebox", load)
-    return calls
+    return record_calls(reuse_module, "load_jukebox", 2)
 
 
 @pytest.fixture

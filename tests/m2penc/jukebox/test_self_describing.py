@@ -67,17 +67,9 @@ def test_writer_refuses_other_formats_and_mismatched_configs(tmp_path):
 
 
 @pytest.fixture
-def counted_loads(monkeypatch) -> list:
+def counted_loads(record_calls) -> list:
     """Record every real model load made by ExtractorCache."""
-    calls: list = []
-    real = reuse_module.load_jukebox
-
-    def load(*args, **kwargs):
-        calls.append(args[2])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(reuse_module, "load_jukebox", load)
-    return calls
+    return record_calls(reuse_module, "load_jukebox", 2)
 
 
 def test_extractor_cache_is_lru_bounded_and_keyed_by_file_identity(tiny_files, counted_loads):
