@@ -8,6 +8,8 @@ from typing import Optional, Sequence
 
 
 def _add_dance_parser(sub) -> None:
+    from .m2penc.jukebox.config import DEFAULT_LAYER
+
     p = sub.add_parser("dance", help="music + photo -> dance video, streamed to a file (flat memory)")
     p.add_argument("--music", required=True)
     p.add_argument("--photo", required=True)
@@ -19,7 +21,7 @@ def _add_dance_parser(sub) -> None:
     p.add_argument("--size", type=int, default=512, help="width = height in pixels (multiple of 8)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--layer", type=int, default=66, help="Jukebox layer (jukebox-feature M2PEnc only)")
+    p.add_argument("--layer", type=int, default=DEFAULT_LAYER, help="Jukebox layer (jukebox-feature M2PEnc only)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
     p.set_defaults(func=_cmd_dance)
@@ -28,8 +30,8 @@ def _add_dance_parser(sub) -> None:
 def _cmd_dance(args) -> int:
     from pathlib import Path
 
-    from .m2penc.dance import make_dance_video
-    from .m2penc.video import LongVideoOptions
+    from .m2penc.dance import DanceOptions, DanceWeights, make_dance_video
+    from .m2penc.sampling import LongVideoOptions
     from .weights_manifest import entry
     from .weights_manifest.smoke import SMOKE_FILES
 
@@ -40,14 +42,15 @@ def _cmd_dance(args) -> int:
     else:
         names = {"m2penc": entry("m2penc_paper").filename, "champ": entry("champ_denoising_unet").filename,
                  "vae": entry("vae_sd_vae_ft_mse").filename, "clip_vision": entry("clip_image_encoder").filename}
-    path = make_dance_video(
-        args.music, args.photo, args.out, m2penc_path=str(models / "m2penc" / names["m2penc"]),
-        champ_path=str(models / "champ" / names["champ"]), vae_path=str(models / "vae" / names["vae"]),
-        image_encoder_path=str(models / "clip_vision" / names["clip_vision"]),
-        vqvae_path=str(models / "jukebox" / entry("jukebox_vqvae").filename),
-        prior_path=str(models / "jukebox" / entry("jukebox_prior_5b").filename), layer=args.layer,
-        start=args.start, duration=args.duration, width=args.size, height=args.size, seed=args.seed,
-        options=LongVideoOptions(num_steps=args.steps), device=args.device, dtype=args.dtype)
+    weights = DanceWeights(
+        m2penc=models / "m2penc" / names["m2penc"], champ=models / "champ" / names["champ"],
+        vae=models / "vae" / names["vae"], image_encoder=models / "clip_vision" / names["clip_vision"],
+        vqvae=models / "jukebox" / entry("jukebox_vqvae").filename,
+        prior=models / "jukebox" / entry("jukebox_prior_5b").filename)
+    options = DanceOptions(start=args.start, duration=args.duration, width=args.size, height=args.size,
+                           seed=args.seed, sampling=LongVideoOptions(num_steps=args.steps), layer=args.layer,
+                           device=args.device, dtype=args.dtype)
+    path = make_dance_video(args.music, args.photo, args.out, weights, options)
     print(path)
     return 0
 

@@ -19,7 +19,8 @@ from m2pdance.m2penc.jukebox import DEFAULT_LAYER, JUKEMIRLIB_DEFAULT_LAYER, Juk
 from m2pdance.m2penc.jukebox.extractor import DEFAULT_OVERLAP_SECONDS
 from m2pdance.m2penc.jukebox.flops import flops_per_second
 from m2pdance.m2penc.jukebox.random_weights import tiny_extractor
-from m2pdance.m2penc.jukebox.windows import frame_count, plan_windows
+from m2pdance.m2penc.jukebox.windows import plan_windows
+from m2pdance.m2penc.timeline import frame_count
 
 
 def _music(seconds: float) -> np.ndarray:
@@ -52,7 +53,7 @@ def overlap_factor(config: JukeboxConfig, fps: float, seconds: float = 300.0) ->
     """Tokens run through the prior / tokens of music, for a song of ``seconds``."""
     n_samples = int(seconds * 44100)
     n_tokens = n_samples // config.hop_length
-    windows = plan_windows(n_tokens, frame_count(n_samples, fps), config.token_rate, fps, config.n_ctx,
+    windows = plan_windows(n_tokens, frame_count(n_samples, 44100, fps), config.token_rate, fps, config.n_ctx,
                            round(DEFAULT_OVERLAP_SECONDS * fps))
     return sum(w.token_count for w in windows) / n_tokens
 

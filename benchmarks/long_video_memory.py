@@ -26,19 +26,19 @@ SAMPLE_RATE = 44100
 GOAL_RATIO = 1.15
 
 
-def _lazy_guidance(channels: int, latent_size: int):
-    """Guidance ``(1, C, F, h, w)`` computed from frame indices on demand (never the whole video)."""
-    import torch
+class LazyGuidance:
+    """A GuidanceSource computing ``(1, C, F, h, w)`` from frame indices on demand (never the whole video)."""
 
-    phase = torch.linspace(0, math.pi, channels).view(1, channels, 1, 1, 1)
-    ramp = torch.linspace(-1, 1, latent_size).view(1, 1, 1, 1, latent_size)
+    def __init__(self, channels: int, num_frames: int, fps: float = FPS):
+        self.channels, self.num_frames, self.fps = channels, num_frames, fps
 
-    def provide(frames: torch.Tensor) -> torch.Tensor:
-        t = frames.float().view(1, 1, -1, 1, 1)
-        wave = torch.sin(t / 5.0 + phase + ramp)  # (1, C, F, 1, w)
-        return wave.expand(1, channels, frames.numel(), latent_size, latent_size).contiguous()
+    def frames(self, indices, latent_hw, device, dtype):
+        import torch
 
-    return provide
+        phase = torch.linspace(0, math.pi, self.channels).view(1, self.channels, 1, 1, 1)
+        ramp = torch.linspace(-1, 1, latent_hw[1]).view(1, 1, 1, 1, latent_hw[1])
+        wave = torch.sin(indices.float().view(1, 1, -1, 1, 1) / 5.0 + phase + ramp)  # (1, C, F, 1, w)
+        return wave.expand(1, self.channels, indices.numel(), *latent_hw).to(device=device, dtype=dtype).contiguous()
 
 
 def run_child(segments: int, size: int, steps: int, threads: int) -> dict:
@@ -46,21 +46,21 @@ def run_child(segments: int, size: int, steps: int, threads: int) -> dict:
     import torch
 
     from m2pdance.m2penc.champ import build_champ, encode_reference
-    from m2pdance.m2penc.video import LongVideoOptions, VideoWriter
-    from m2pdance.m2penc.video.champ_adapter import render_champ_video
+    from m2pdance.m2penc.champ.long_video import render_champ_video
+    from m2pdance.m2penc.sampling import LongVideoOptions
+    from m2pdance.m2penc.video import VideoWriter
 
     torch.set_num_threads(threads)
     models = build_champ("tiny", seed=0, device="cpu", dtype=torch.float32)
     ref_state = encode_reference(models, torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)))
-    guidance_fn = _lazy_guidance(models.denoising_unet.conv_in.out_channels, size // 8)
     num_frames = segments * SEGMENT_FRAMES
+    guidance = LazyGuidance(models.denoising_unet.conv_in.out_channels, num_frames)
     music = {"waveform": 0.1 * torch.randn(1, 2, int(num_frames / FPS * SAMPLE_RATE)), "sample_rate": SAMPLE_RATE}
     options = LongVideoOptions(segment_frames=SEGMENT_FRAMES, num_steps=steps)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         with VideoWriter(Path(folder) / "dance.mp4", FPS, "mp4", audio=music) as writer:
-            written = render_champ_video(models, ref_state, guidance_fn, num_frames, writer.write,
-                                         seed=0, options=options)
+            written = render_champ_video(models, ref_state, guidance, writer.write, seed=0, options=options)
         size_bytes = writer.path.stat().st_size
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return {"segments": segments, "frames": written, "seconds": time.perf_counter() - start,

@@ -4,9 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from comfy_api.latest import io
+from ..m2penc.timeline import DEFAULT_FPS
 
-from ..m2penc.champ import ChampModels, ReferenceState, encode_pose_guidance, encode_reference, load_champ_files
-from ..m2penc.guidance_source import PoseMapGuidance
+from ..m2penc.champ import ChampModels, ReferenceState, encode_reference, load_champ_files
+from ..m2penc.champ.pose_map_guidance import PoseMapGuidance
 from ..m2penc.reference_image import prepare_reference
 from ..weights_manifest import entry
 from . import _comfy
@@ -104,7 +105,7 @@ class PoseDrivenGuidance(io.ComfyNode):
             description="Champ's original pose-driven mode: depth / normal / semantic / skeleton image batches "
                         "-> pose guidance for the dance sampler (encoders summed, computed per segment).",
             inputs=[ChampModel.Input("champ", tooltip="From Load Champ (its guidance encoders are used)."),
-                    io.Float.Input("fps", default=15.0, min=1.0, max=120.0, step=0.5,
+                    io.Float.Input("fps", default=DEFAULT_FPS, min=1.0, max=120.0, step=0.5,
                                    tooltip="Frame rate of the guidance maps."),
                     *maps],
             outputs=[PoseGuidance.Output(display_name="pose_guidance")],
@@ -113,9 +114,5 @@ class PoseDrivenGuidance(io.ComfyNode):
     @classmethod
     def execute(cls, champ: ChampModels, fps, **maps) -> io.NodeOutput:
         given = {name: image for name, image in maps.items() if image is not None}
-        channels = next(iter(champ.guidance_encoders.values())).m2p_config.embedding_channels \
-            if champ.guidance_encoders else 0
-        source = PoseMapGuidance(champ.guidance_encoders, given, fps,
-                                 encode=lambda _enc, frames: encode_pose_guidance(champ, frames, POSE_CHUNK),
-                                 channels=channels)
+        source = PoseMapGuidance(champ.guidance_encoders, given, fps, chunk_size=POSE_CHUNK)
         return io.NodeOutput(source)

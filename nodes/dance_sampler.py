@@ -4,8 +4,10 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..m2penc.dance import NOISE_PRIOR_T, render_dance
-from ..m2penc.video import LongVideoOptions
+from ..m2penc.champ.long_video import render_champ_video
+from ..m2penc.sampling import LongVideoOptions
+from ..m2penc.sampling.noise import UNIANIMATE_NOISE_PRIOR_T
+from ..m2penc.sampling.plan import segment_frames_for
 from . import _comfy
 from .types import ChampModel, PoseGuidance, Reference
 
@@ -50,13 +52,13 @@ class SegmentedDanceSampler(io.ComfyNode):
     @classmethod
     def execute(cls, champ, reference, pose_guidance, seed, steps, cfg, segment_seconds, join, overlap,
                 noise_prior) -> io.NodeOutput:
-        options = LongVideoOptions(segment_frames=max(1, round(segment_seconds * pose_guidance.fps)),
+        options = LongVideoOptions(segment_frames=segment_frames_for(segment_seconds, pose_guidance.fps),
                                    join=JOINS[join], cond_frames=overlap, num_steps=steps,
-                                   noise_prior_t=NOISE_PRIOR_T if noise_prior else None)
+                                   noise_prior_t=UNIANIMATE_NOISE_PRIOR_T if noise_prior else None)
         frames: list[torch.Tensor] = []
         latents: list[torch.Tensor] = []
-        render_dance(champ, reference.state, pose_guidance, frames.append, seed=seed, options=options,
-                     guidance_scale=cfg, latents_out=latents, control=_comfy.run_control())
+        render_champ_video(champ, reference.state, pose_guidance, frames.append, seed=seed, options=options,
+                           guidance_scale=cfg, latents_out=latents, control=_comfy.run_control())
         # ComfyUI's SD-1.5 LATENT: one (4, h, w) latent per frame, unscaled (its VAE Decode does not
         # divide by the scaling factor), i.e. (F, 4, h, w), not Champ's scaled (1, 4, F, h, w).
         samples = torch.cat(latents, dim=2)[0].transpose(0, 1) / champ.vae.config.scaling_factor

@@ -8,6 +8,8 @@ from comfy_api.latest import io
 
 from ..m2penc.audio.cache import FeatureCache
 from ..m2penc.audio.features import extract_music_features
+from ..m2penc.jukebox.config import DEFAULT_LAYER
+from ..m2penc.timeline import DEFAULT_FPS
 from ..weights_manifest import entry
 from . import _comfy
 from .widgets import dtype_input
@@ -81,9 +83,9 @@ class JukeboxEncode(io.ComfyNode):
                 io.Combo.Input("backend", options=list(BACKENDS), default=next(iter(BACKENDS)),
                                tooltip="light: fast, CPU, needs no weights. jukebox: the paper's 4800-d "
                                        "features; needs Load Jukebox (built in) or jukemirlib."),
-                io.Int.Input("layer", default=66, min=1, max=JUKEBOX_LAYERS,
+                io.Int.Input("layer", default=DEFAULT_LAYER, min=1, max=JUKEBOX_LAYERS,
                              tooltip="Jukebox prior layer (EDGE uses 66; jukemirlib's default is 36)."),
-                io.Int.Input("fps", default=15, min=1, max=60,
+                io.Int.Input("fps", default=int(DEFAULT_FPS), min=1, max=60,
                              tooltip="Video frame rate; one feature row per frame (paper: 15)."),
                 JukeboxModel.Input("jukebox", optional=True, tooltip="From Load Jukebox (jukebox backends)."),
             ],

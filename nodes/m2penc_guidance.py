@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 from ..m2penc.encoder import load_m2penc
 from ..m2penc.errors import InputError
-from ..m2penc.guidance_source import M2PEncGuidance
+from ..m2penc.encoder.streaming import M2PEncGuidance
 from ..m2penc.pose.heatmaps import heatmap_to_canvas, heatmaps_to_keypoints
 from ..m2penc.pose.pose_keypoint import keypoints_to_pose_keypoint
 from ..m2penc.pose.render import render_pose_keypoint
@@ -47,7 +47,7 @@ def _skeleton_frames(source: M2PEncGuidance, width: int, height: int, control) -
     """Keypoints of every frame ``(N, K, 3)`` in canvas pixels, from cross-faded heatmaps."""
     points = []
     for heatmaps in source.keypoint_heatmaps(control):
-        kp = heatmaps_to_keypoints(heatmaps)
+        kp = heatmaps_to_keypoints(heatmaps.cpu())
         points.append(heatmap_to_canvas(kp, tuple(heatmaps.shape[-2:]), (height, width)))
     return torch.cat(points)
 

@@ -5,6 +5,7 @@ import os
 
 from comfy_api.latest import InputImpl, io, ui
 
+from ..m2penc.timeline import DEFAULT_FPS
 from ..m2penc.video import FORMATS, VideoWriter
 from . import _comfy
 
@@ -38,7 +39,7 @@ class VideoCombine(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 io.Image.Input("images", tooltip="Frames (from the dance sampler or any IMAGE batch)."),
-                io.Float.Input("fps", default=15.0, min=1.0, max=120.0, step=0.5,
+                io.Float.Input("fps", default=DEFAULT_FPS, min=1.0, max=120.0, step=0.5,
                                tooltip="Frames per second; connect the sampler's fps output to keep them in sync."),
                 io.Combo.Input("format", options=list(FORMATS), default="mp4",
                                tooltip="mp4 (H.264 + AAC), webm (VP9 + Opus), gif, or png (a folder of frames)."),

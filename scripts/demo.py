@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
-import harness  # noqa: E402
+from m2pdance.devtools import comfy_harness as harness
 
 #: With real weights: the manifest's file names, the paper's size and Champ's steps.
 REAL_OVERRIDES = {

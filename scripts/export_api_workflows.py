@@ -12,9 +12,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
-import harness  # noqa: E402
+from m2pdance.devtools import comfy_harness as harness
 
 
 def main() -> None:

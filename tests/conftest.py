@@ -1,7 +1,7 @@
 """Shared pytest fixtures: ComfyUI modules (real or stand-in), the shared spec folder, seeds.
 
-The harness package lives in ``tests/harness``; this file puts ``tests/`` on ``sys.path`` so
-tests can ``import harness``. The pack itself is imported as ``m2pdance`` (installed with
+The workflow harness is ``m2pdance.devtools.comfy_harness`` (scripts use it too); ``tests/`` stays
+on ``sys.path`` for the fixture packs under ``tests/fixtures``. The pack itself is imported as ``m2pdance`` (installed with
 ``pip install -e .``) or, in the loader tests, under a path-derived name as ComfyUI does.
 """
 from __future__ import annotations
@@ -83,7 +83,7 @@ def shared_dir() -> Path:
 @pytest.fixture
 def comfy_home(tmp_path):
     """A fresh ComfyUI base directory (models/, input/, output/, temp/) for one test."""
-    import harness
+    from m2pdance.devtools import comfy_harness as harness
 
     harness.install(tmp_path / "comfy_home")
     return tmp_path / "comfy_home"
@@ -102,7 +102,7 @@ def smoke_models(tmp_path_factory) -> Path:
 @pytest.fixture
 def prepared_home(tmp_path, smoke_models) -> Path:
     """A ComfyUI home with the example music and photo in input/ and the smoke weights as models/."""
-    import harness
+    from m2pdance.devtools import comfy_harness as harness
     from m2pdance.m2penc.examples import write_example_inputs
 
     home = tmp_path / "comfy_home"

@@ -6,7 +6,7 @@ import json
 import av
 import pytest
 
-import harness
+from m2pdance.devtools import comfy_harness as harness
 
 WORKFLOWS = harness.example_workflows()
 EXPECTED = {"music_preview", "music_to_dance", "music_to_pose_preview", "champ_pose_driven"}

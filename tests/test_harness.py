@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import harness
+from m2pdance.devtools import comfy_harness as harness
 
 FIXTURE_PACK = Path(__file__).parent / "fixtures" / "contract_pack"
 

@@ -9,7 +9,7 @@ import pytest
 import soundfile
 from PIL import Image
 
-import harness
+from m2pdance.devtools import comfy_harness as harness
 
 MUSIC, PHOTO = "m2pdance_example_music.wav", "m2pdance_example_dancer.png"
 

@@ -6,7 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-import harness
+from m2pdance.devtools import comfy_harness as harness
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,11 @@ def test_pack_loads_like_comfyui_and_lists_prefixed_nodes(comfy_home):
     pack = harness.load_pack(REPO_ROOT)
     assert pack.mechanism == "comfy_entrypoint"
     assert not hasattr(pack.module, "NODE_CLASS_MAPPINGS"), "NODE_CLASS_MAPPINGS would hide comfy_entrypoint"
-    assert str(REPO_ROOT) not in sys.path
+    # loaded under its path-derived name, every node module inside that package (relative imports),
+    # whatever the runner put on sys.path (``python -m pytest`` adds the repository root)
+    assert pack.module_name == str(REPO_ROOT).replace(".", "_x_") and pack.module.__name__ == pack.module_name
+    for node_id, cls in pack.nodes.items():
+        assert cls.__module__.startswith(pack.module_name + ".nodes."), (node_id, cls.__module__)
     assert pack.nodes and all(node_id.startswith("M2PDance") for node_id in pack.nodes)
     for node_id, cls in pack.nodes.items():
         schema = cls.GET_SCHEMA()

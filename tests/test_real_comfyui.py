@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import harness
+from m2pdance.devtools import comfy_harness as harness
 
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 pytestmark = [

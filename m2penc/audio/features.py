@@ -30,8 +30,9 @@ from ..progress import NO_CONTROL, RunControl
 from .baseline import FEATURE_SAMPLE_RATE, baseline_features, hop_length_for
 from .cache import FeatureCache, audio_content_hash, cache_key
 from .featureset import BASELINE, DEFAULT_FPS, FEATURE_KINDS, JUKEBOX, MusicFeatures
-from .io import check_not_silent, peak_normalize, resample, to_mono, trim_audio, validate_audio
-from .jukebox_features import DEFAULT_LAYER, JUKEBOX_SAMPLE_RATE, JukeboxRun, frames_for, plan_jukebox
+from ..timeline import frame_count
+from .io import check_not_silent, resample, to_mono, trim_audio, validate_audio
+from .jukebox_features import DEFAULT_LAYER, JUKEBOX_SAMPLE_RATE, JukeboxRun, plan_jukebox
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,7 @@ def _compute(window: Mapping[str, Any], kind: str, fps: float, num_frames: int, 
     """The window's features, float32 ``(num_frames, D)``."""
     if kind == BASELINE:
         return baseline_features(_mono_at(window, FEATURE_SAMPLE_RATE), fps, num_frames, start_bpm)
-    y44k = peak_normalize(_mono_at(window, JUKEBOX_SAMPLE_RATE))  # jukemirlib's input convention
-    return jukebox.run(y44k, fps, num_frames, control)
+    return jukebox.run(_mono_at(window, JUKEBOX_SAMPLE_RATE), fps, num_frames, control)  # peak-normalised there
 
 
 def _cache_for(cache: Optional[FeatureCache], extra: Optional[dict[str, Any]]) -> Optional[FeatureCache]:
@@ -134,7 +134,7 @@ def extract_music_features(
         return hit
     window = trim_audio(audio, start, duration)
     check_not_silent(window["waveform"], f"the music window starting at {start:.2f} s")
-    num_frames = frames_for(window["waveform"].shape[-1], window["sample_rate"], fps)
+    num_frames = frame_count(window["waveform"].shape[-1], window["sample_rate"], fps)
     if num_frames < 1:
         raise AudioError(f"music window is {window['waveform'].shape[-1] / window['sample_rate']:.3f} s, "
                          f"shorter than one video frame at {fps} fps")

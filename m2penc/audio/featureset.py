@@ -10,6 +10,8 @@ from typing import Optional
 
 import torch
 
+from ..timeline import DEFAULT_FPS as _TIMELINE_FPS
+
 #: Extractor kinds and the feature width each produces.
 BASELINE = "baseline"
 JUKEBOX = "jukebox"
@@ -26,8 +28,8 @@ BASELINE_DIM = COL_BEAT + 1
 JUKEBOX_DIM = 4800
 FEATURE_DIMS: dict[str, int] = {BASELINE: BASELINE_DIM, JUKEBOX: JUKEBOX_DIM}
 FEATURE_KINDS: tuple[str, ...] = tuple(FEATURE_DIMS)
-#: The paper's video frame rate (75 frames per 5 s segment).
-DEFAULT_FPS = 15.0
+#: The video frame rate, defined once in :mod:`..timeline` (re-exported for the feature code).
+DEFAULT_FPS = _TIMELINE_FPS
 
 
 @dataclass(frozen=True)

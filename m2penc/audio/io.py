@@ -161,12 +161,6 @@ def resample(waveform: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tens
     return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
 
 
-def peak_normalize(y: np.ndarray) -> np.ndarray:
-    """Scale so that ``max|y| == 1`` (jukemirlib's input convention). Silent input is an error."""
-    check_not_silent(y, "the music")
-    return (y / np.abs(y).max()).astype(np.float32, copy=False)
-
-
 def trim_audio(audio: Mapping[str, Any], start: float = 0.0, duration: Optional[float] = None) -> AudioDict:
     """Cut ``[start, start + duration)`` seconds out of an in-memory AUDIO dict.
 

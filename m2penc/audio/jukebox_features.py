@@ -1,4 +1,4 @@
-"""Jukebox activations as music features: which backend runs, on which weights, and frame fitting.
+"""Jukebox activations as music features: which backend runs, on which weights.
 
 The paper (sec. 2.1, 3.2.1) feeds M2PEnc 4800-d Jukebox vectors, one per video frame: the
 residual stream of the 5B top-level prior after ``layer`` of its 72 layers, resampled from
@@ -25,7 +25,6 @@ so errors come first and the feature cache can be consulted before any model is 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -35,16 +34,16 @@ import torch
 
 from ..errors import InputError, WeightsNotFoundError
 from ..jukebox import DEFAULT_LAYER, SAMPLE_RATE, ExtractorCache, JukeboxConfig, JukeboxFeatureExtractor
-from ..jukebox.extractor import DEFAULT_OVERLAP_SECONDS
 from ..jukebox.files import PRIOR_FILENAME, VQVAE_FILENAME, require_weights_file
 from ..jukebox.jukemirlib_backend import (JukeboxUnavailableError, extract_with_jukemirlib,
                                           jukemirlib_available, require_jukemirlib)
+from ..jukebox.music_input import DEFAULT_OVERLAP_SECONDS
 from ..jukebox.self_describing import check_stored_layers, config_for_files, weights_fingerprint
 from ..progress import NO_CONTROL, RunControl
 
 __all__ = [
     "BACKENDS", "DEFAULT_LAYER", "JUKEBOX_SAMPLE_RATE", "LOADED", "JukeboxRun", "JukeboxUnavailableError",
-    "clear_loaded_jukebox", "fit_frames", "frames_for", "plan_jukebox", "resolve_backend",
+    "clear_loaded_jukebox", "plan_jukebox", "resolve_backend",
 ]
 
 #: Jukebox's audio sample rate (Hz); backends receive mono audio at this rate.
@@ -68,28 +67,6 @@ def resolve_backend(name: str, device: torch.device) -> str:
     if name != "auto":
         return name
     return "jukemirlib" if jukemirlib_available() and device.type == "cuda" else "own"
-
-
-def frames_for(num_samples: int, sample_rate: int, fps: float) -> int:
-    """``N = floor(duration * fps)``: the number of whole video frames the music covers."""
-    return int(math.floor(num_samples / sample_rate * fps + 1e-9))
-
-
-def fit_frames(acts: np.ndarray, num_frames: int, slack: int = 2) -> np.ndarray:
-    """Trim or edge-pad a ``(T, D)`` activation matrix to exactly ``num_frames`` rows.
-
-    Resampling the music to 44.1 kHz can move its length across a frame boundary, so a backend
-    may return a frame more or less than the window holds; more than ``slack`` frames missing
-    means it returned something else, which is an error.
-    """
-    if acts.ndim != 2:
-        raise InputError(f"Jukebox backend returned shape {acts.shape}, expected (frames, width)")
-    if acts.shape[0] + slack < num_frames:
-        raise InputError(f"Jukebox backend returned {acts.shape[0]} frames, {num_frames} were expected")
-    if acts.shape[0] < num_frames:
-        pad = np.repeat(acts[-1:], num_frames - acts.shape[0], axis=0)
-        acts = np.concatenate([acts, pad], axis=0)
-    return np.ascontiguousarray(acts[:num_frames], dtype=np.float32)
 
 
 def _weights_files(vqvae_path: Optional[PathLike], prior_path: Optional[PathLike]) -> tuple[Path, Path]:
@@ -128,15 +105,13 @@ class JukeboxRun:
         return {"dtype": str(self.dtype), "weights": self.weights_id, "windows": list(self.windows)}
 
     def run(self, y44k: np.ndarray, fps: float, num_frames: int, control: RunControl = NO_CONTROL) -> np.ndarray:
-        """Mono 44.1 kHz float32 ``(S,)`` -> float32 ``(num_frames, width)``."""
+        """Mono 44.1 kHz float32 ``(S,)`` -> float32 ``(num_frames, width)``, windows laid on ``num_frames``."""
         if self.backend == "jukemirlib":
-            acts = extract_with_jukemirlib(y44k, self.layer, fps, self.vqvae_file, self.prior_file,
-                                           self.device, control)
-        else:
-            extractor = self.extractor or LOADED.get(self.vqvae_file, self.prior_file, self.layer,
-                                                     self.device, self.dtype)
-            acts = extractor.extract(y44k, fps, self.layer, control)
-        return fit_frames(np.asarray(acts), num_frames)
+            return extract_with_jukemirlib(y44k, self.layer, fps, self.vqvae_file, self.prior_file,
+                                           self.device, control, num_frames)
+        extractor = self.extractor or LOADED.get(self.vqvae_file, self.prior_file, self.layer,
+                                                 self.device, self.dtype)
+        return extractor.extract(y44k, fps, self.layer, control, num_frames)
 
 
 def _plan_with_extractor(extractor: JukeboxFeatureExtractor, layer: int, backend: str) -> JukeboxRun:

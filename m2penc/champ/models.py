@@ -118,11 +118,11 @@ def _load_denoiser(champ_dir: Path, config: DenoisingUNetConfig, device: torch.d
     return finish_loading(unet, champ_to_m2p_keys(merged, source), source, device, dtype)
 
 
-def load_champ(champ_dir: PathLike, vae_path: PathLike, image_encoder_path: PathLike,
-               guidance_types: Iterable[str] = GUIDANCE_TYPES, device: DeviceLike = "auto",
-               dtype: DtypeLike = "auto", unet_config: Optional[DenoisingUNetConfig] = None,
-               guidance_config: Optional[GuidanceEncoderConfig] = None) -> ChampModels:
-    """Load Champ's released weights.
+def _load_champ_release(champ_dir: PathLike, vae_path: PathLike, image_encoder_path: PathLike,
+                        guidance_types: Iterable[str], device: torch.device, dtype: torch.dtype,
+                        unet_config: Optional[DenoisingUNetConfig] = None,
+                        guidance_config: Optional[GuidanceEncoderConfig] = None) -> ChampModels:
+    """Load Champ's released weights (Champ's module names, mapped by :func:`.keymap.champ_to_m2p_keys`).
 
     Args:
         champ_dir: folder with ``denoising_unet``, ``reference_unet``, ``motion_module`` and
@@ -133,8 +133,7 @@ def load_champ(champ_dir: PathLike, vae_path: PathLike, image_encoder_path: Path
         device, dtype: target placement (``"auto"``: CUDA + fp16 if available, else CPU + fp32).
         unet_config, guidance_config: architecture overrides (default: ``sd15`` presets).
     """
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
+    dev, dt = device, dtype
     champ_dir = Path(champ_dir)
     unet_cfg = unet_config or DenoisingUNetConfig.preset("sd15")
     guide_cfg = guidance_config or GuidanceEncoderConfig.preset("sd15")
@@ -191,25 +190,6 @@ def _load_saved(path: Path, device: torch.device, dtype: torch.dtype) -> nn.Modu
     return finish_loading(module, load_state_dict(path), str(path), device, dtype)
 
 
-def load_champ_models(folder: PathLike, device: DeviceLike = "auto", dtype: DtypeLike = "auto") -> ChampModels:
-    """Inverse of :func:`save_champ_models`; guidance encoders are those present in ``folder``."""
-    folder = Path(folder)
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
-
-    def load(stem: str) -> nn.Module:
-        return _load_saved(find_weights(folder / f"{stem}.safetensors"), dev, dt)
-
-    encoders = {p.stem.removeprefix("guidance_encoder_"): p for p in sorted(folder.glob("guidance_encoder_*.safetensors"))}
-    return ChampModels(
-        reference_unet=load("reference_unet"),
-        denoising_unet=load("denoising_unet"),
-        guidance_encoders={t: _load_saved(encoders[t], dev, dt) for t in GUIDANCE_TYPES if t in encoders},
-        vae=load("vae"),
-        image_encoder=load("image_encoder"),
-    )
-
-
 def _is_saved_by_us(path: Path) -> bool:
     from ..checkpoint import read_metadata
 
@@ -217,8 +197,10 @@ def _is_saved_by_us(path: Path) -> bool:
 
 
 def load_champ_files(unet_path: PathLike, vae_path: PathLike, image_encoder_path: PathLike,
-                     device: DeviceLike = "auto", dtype: DtypeLike = "auto") -> ChampModels:
-    """Load from the three files a user picks (e.g. in ComfyUI's dropdowns), whatever their format.
+                     device: DeviceLike = "auto", dtype: DtypeLike = "auto",
+                     unet_config: Optional[DenoisingUNetConfig] = None,
+                     guidance_config: Optional[GuidanceEncoderConfig] = None) -> ChampModels:
+    """The one Champ loader: the three files a user picks (e.g. in ComfyUI's dropdowns), whatever their format.
 
     Args:
         unet_path: the ``denoising_unet`` file; its folder holds the other Champ files
@@ -227,7 +209,8 @@ def load_champ_files(unet_path: PathLike, vae_path: PathLike, image_encoder_path
         vae_path, image_encoder_path: files (or folders) of the VAE and the CLIP image encoder.
 
     Files we wrote (:func:`save_champ_models`, the smoke weights) carry their config and are
-    loaded as such; anything else is read as Champ's released checkpoints (SD-1.5 sizes).
+    loaded as such; anything else is read as Champ's released checkpoints (SD-1.5 sizes unless
+    ``unet_config`` / ``guidance_config`` say otherwise).
     """
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
@@ -248,4 +231,4 @@ def load_champ_files(unet_path: PathLike, vae_path: PathLike, image_encoder_path
     if not present:
         raise InputError(f"no guidance_encoder_* file next to {unet_path.name} in {folder}; Champ's release has four "
                          "(depth, normal, semantic_map, dwpose): put at least the ones you use there")
-    return load_champ(folder, vae_path, image_encoder_path, guidance_types=present, device=dev, dtype=dt)
+    return _load_champ_release(folder, vae_path, image_encoder_path, present, dev, dt, unet_config, guidance_config)

@@ -54,12 +54,22 @@ class ReferenceRead:
 ReferenceContext = Union[ReferenceWrite, ReferenceRead, None]
 
 
-def _row_mask(use_reference: tuple[bool, ...], rows: int, device: torch.device) -> torch.Tensor:
-    """Expand per-batch flags to the ``(B F)`` rows seen inside the U-Net, ``(rows,)`` bool."""
+def row_runs(use_reference: tuple[bool, ...], rows: int) -> list[tuple[int, int, bool]]:
+    """Contiguous ``(start, stop, flag)`` row ranges of the ``(B F)`` rows seen inside the U-Net.
+
+    Batch element ``b`` owns rows ``[b F, (b + 1) F)``; neighbours with the same flag merge, so
+    CFG's ``(False,) * B + (True,) * B`` is two slices. Plain Python: no device sync.
+    """
     if rows % len(use_reference):
         raise InputError(f"{rows} attention rows cannot be split into {len(use_reference)} batch elements")
-    flags = torch.tensor(use_reference, dtype=torch.bool, device=device)
-    return flags.repeat_interleave(rows // len(use_reference))
+    per = rows // len(use_reference)
+    runs: list[tuple[int, int, bool]] = []
+    for b, flag in enumerate(use_reference):
+        if runs and runs[-1][2] == flag:
+            runs[-1] = (runs[-1][0], (b + 1) * per, flag)
+        else:
+            runs.append((b * per, (b + 1) * per, flag))
+    return runs
 
 
 class ReferenceAttnProcessor:
@@ -88,16 +98,15 @@ class ReferenceAttnProcessor:
     def _read(self, attn: Attention, hidden_states: torch.Tensor, reference: ReferenceRead) -> torch.Tensor:
         if self.block_path not in reference.bank:
             raise InputError(f"the reference bank has no entry for block {self.block_path!r}")
-        rows = _row_mask(reference.use_reference, hidden_states.shape[0], hidden_states.device)
-        out = torch.empty_like(hidden_states)
-        if rows.any():
-            query = hidden_states[rows]
-            bank = reference.bank[self.block_path].to(query.dtype).expand(query.shape[0], -1, -1)
-            out[rows] = self._sdpa(attn, query, torch.cat([query, bank], dim=1))
-        if not rows.all():
-            plain = hidden_states[~rows]
-            out[~rows] = self._sdpa(attn, plain, None)
-        return out
+        parts = []
+        for start, stop, with_reference in row_runs(reference.use_reference, hidden_states.shape[0]):
+            query = hidden_states[start:stop]
+            if with_reference:
+                bank = reference.bank[self.block_path].to(query.dtype).expand(query.shape[0], -1, -1)
+                parts.append(self._sdpa(attn, query, torch.cat([query, bank], dim=1)))
+            else:
+                parts.append(self._sdpa(attn, query, None))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 class CrossAttnProcessor(AttnProcessor2_0):

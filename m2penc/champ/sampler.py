@@ -4,8 +4,11 @@
   inference.yaml, ``rescale_betas_zero_snr``, ``trailing`` spacing, ``v_prediction``, eta 0).
 * :func:`predict_noise` - one model evaluation with classifier-free guidance: the unconditional
   branch gets zero CLIP embeddings AND no reference tokens (Champ's training/inference rule).
-* :func:`sample_video` - the full loop: per step, every context window is denoised, predictions
-  are averaged per frame, CFG is applied, then one scheduler step on all frames.
+* :func:`champ_predictor` - that, as the window-level predictor the samplers in
+  :mod:`..sampling` call.
+* :func:`sample_video` - the short-clip loop: per step, every closed-loop context window is
+  denoised with CFG, predictions are averaged per frame, then one scheduler step on all frames.
+  Long videos go through :mod:`.long_video` (segments) instead.
 
 Latents are kept in float32 between steps (the scheduler runs in fp32); only the U-Net runs in
 the models' dtype. Unlike Champ, averaging over windows also happens without CFG (Champ only
@@ -20,7 +23,7 @@ from diffusers import DDIMScheduler
 
 from ..errors import InputError
 from ..progress import NO_CONTROL, RunControl
-from .context import context_windows
+from ..sampling.windows import CONTEXT_OVERLAP, CONTEXT_SIZE, NoisePredictor, context_windows, windowed_prediction
 from .models import ChampModels
 from .reference import ReferenceState
 from .reference_attention import ReferenceRead
@@ -38,6 +41,10 @@ CHAMP_SCHEDULER_CONFIG: dict[str, object] = {
     "timestep_spacing": "trailing",
     "prediction_type": "v_prediction",
 }
+
+
+#: Champ's classifier-free guidance scale (configs/inference/inference.yaml).
+CHAMP_GUIDANCE_SCALE = 3.5
 
 
 def make_scheduler(num_steps: int = 20) -> DDIMScheduler:
@@ -92,7 +99,7 @@ def apply_cfg(uncond: Optional[torch.Tensor], cond: torch.Tensor, guidance_scale
 
 def predict_noise(models: ChampModels, ref_state: ReferenceState, latents: torch.Tensor,
                   timestep: Union[int, torch.Tensor], guidance_fea: torch.Tensor,
-                  guidance_scale: float = 3.5) -> torch.Tensor:
+                  guidance_scale: float = CHAMP_GUIDANCE_SCALE) -> torch.Tensor:
     """Guided model output ``(B, 4, F, h, w)`` (v-prediction) for latents ``(B, 4, F, h, w)``.
 
     CFG runs only when ``guidance_scale > 1`` (as in Champ); ``F`` must fit one motion-module
@@ -102,24 +109,28 @@ def predict_noise(models: ChampModels, ref_state: ReferenceState, latents: torch
     return apply_cfg(uncond, cond, guidance_scale)
 
 
-def windowed_prediction(models: ChampModels, ref_state: ReferenceState, latents: torch.Tensor,
-                        timestep: Union[int, torch.Tensor], guidance_fea: torch.Tensor, guidance_scale: float,
-                        windows: list[list[int]]) -> torch.Tensor:
-    """Per-frame average of window predictions of both branches, then CFG: ``(B, 4, F, h, w)``."""
-    with_uncond = guidance_scale > 1
-    cond_sum = torch.zeros(latents.shape, dtype=torch.float32, device=latents.device)
-    uncond_sum = torch.zeros_like(cond_sum) if with_uncond else None
-    count = torch.zeros(latents.shape[2], dtype=torch.float32, device=latents.device)
-    for window in windows:
-        idx = torch.tensor(window, device=latents.device)
-        uncond, cond = predict_noise_branches(models, ref_state, latents[:, :, idx], timestep,
-                                              guidance_fea[:, :, idx], with_uncond)
-        cond_sum.index_add_(2, idx, cond.to(latents.device))
-        if uncond_sum is not None:
-            uncond_sum.index_add_(2, idx, uncond.to(latents.device))
-        count.index_add_(0, idx, torch.ones(len(window), device=latents.device))
-    scale = count.view(1, 1, -1, 1, 1)
-    return apply_cfg(None if uncond_sum is None else uncond_sum / scale, cond_sum / scale, guidance_scale)
+def champ_predictor(models: ChampModels, ref_state: ReferenceState,
+                    guidance_scale: float = CHAMP_GUIDANCE_SCALE) -> NoisePredictor:
+    """A :data:`..sampling.NoisePredictor` running Champ's U-Net with CFG on one window ``(1, 4, f, h, w)``.
+
+    CFG is applied per window before the windows are averaged; Champ averages the two branches
+    first and applies CFG after, which is the same thing because CFG is linear in both branches.
+    """
+
+    def predict(latents: torch.Tensor, timestep: torch.Tensor, guidance: Optional[torch.Tensor]) -> torch.Tensor:
+        if guidance is None:
+            raise InputError("Champ needs guidance features for every frame; pass a guidance source")
+        return predict_noise(models, ref_state, latents, timestep, guidance, guidance_scale).to(latents.device)
+
+    return predict
+
+
+def check_context_size(models: ChampModels, context_size: int) -> None:
+    """Context windows must fit one motion-module pass (its positional table's length)."""
+    max_len = models.denoising_unet.m2p_config.motion_max_seq_length
+    if context_size > max_len:
+        raise InputError(f"context_size {context_size} exceeds the motion module's length {max_len}; "
+                         f"use at most {max_len}")
 
 
 def initial_latents(guidance_fea: torch.Tensor, latent_channels: int,
@@ -131,8 +142,9 @@ def initial_latents(guidance_fea: torch.Tensor, latent_channels: int,
 
 
 def sample_video(models: ChampModels, ref_state: ReferenceState, guidance_fea: torch.Tensor, num_steps: int = 20,
-                 guidance_scale: float = 3.5, generator: Optional[torch.Generator] = None,
-                 control: RunControl = NO_CONTROL, context_size: int = 24, context_overlap: int = 4,
+                 guidance_scale: float = CHAMP_GUIDANCE_SCALE, generator: Optional[torch.Generator] = None,
+                 control: RunControl = NO_CONTROL, context_size: int = CONTEXT_SIZE,
+                 context_overlap: int = CONTEXT_OVERLAP,
                  init_latents: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Denoise a whole clip.
 
@@ -150,18 +162,17 @@ def sample_video(models: ChampModels, ref_state: ReferenceState, guidance_fea: t
         Final latents ``(1, 4, F, h, w)`` float32 on the models' device (unscaled: divide by the
         VAE scaling factor before decoding, as :func:`.decode.decode_latents` does).
     """
-    max_len = models.denoising_unet.m2p_config.motion_max_seq_length
-    if context_size > max_len:
-        raise InputError(f"context_size {context_size} exceeds the motion module length {max_len}")
+    check_context_size(models, context_size)
     scheduler = make_scheduler(num_steps)
     latents = init_latents if init_latents is not None else initial_latents(
         guidance_fea, models.denoising_unet.config.in_channels, generator)
     latents = latents.to(models.device, torch.float32) * scheduler.init_noise_sigma
     check_shapes(models, latents, guidance_fea)
     windows = context_windows(latents.shape[2], context_size, context_overlap, closed_loop=True)
+    predict = champ_predictor(models, ref_state, guidance_scale)
     control.check_cancel()
     for i, t in enumerate(scheduler.timesteps):
-        noise_pred = windowed_prediction(models, ref_state, latents, t, guidance_fea, guidance_scale, windows)
+        noise_pred = windowed_prediction(predict, latents, t, guidance_fea, windows, control)
         latents = scheduler.step(noise_pred, t, latents, eta=0.0).prev_sample
         control.tick("denoise", i + 1, len(scheduler.timesteps))
     return latents

@@ -18,6 +18,8 @@ from ..errors import InputError
 CHAMP_GUIDANCE_CHANNELS = 320
 #: OpenPose-18 body keypoints (DWPose whole-body with neck would be 134).
 OPENPOSE_BODY_KEYPOINTS = 18
+#: The paper's training clip: 75 frames = 5 s at 15 fps (§4.1).
+PAPER_WINDOW_FRAMES = 75
 #: The paper's spatial grid: FC output 64 * 64 = 4096, one 64 x 64 "image" per frame.
 PAPER_GRID = 64
 
@@ -42,6 +44,9 @@ class M2PEncConfig(ModelConfig):
             baseline columns span several orders of magnitude).
         guidance_channels: C_guid (Champ: 320).
         heatmap_channels: C_heat (18 OpenPose body keypoints; 134 for DWPose whole-body).
+        window_frames: the clip length the model was trained on (paper §4.1: 75 frames = 5 s at
+            15 fps); long songs run in windows of this length. Files saved before this field
+            existed load with 75.
     """
 
     feature_kind: str = JUKEBOX
@@ -58,6 +63,7 @@ class M2PEncConfig(ModelConfig):
     input_norm: bool = True
     guidance_channels: int = CHAMP_GUIDANCE_CHANNELS
     heatmap_channels: int = OPENPOSE_BODY_KEYPOINTS
+    window_frames: int = PAPER_WINDOW_FRAMES
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
@@ -76,7 +82,7 @@ class M2PEncConfig(ModelConfig):
             raise InputError(f"in_dim {self.in_dim} does not match {self.feature_kind!r} features "
                              f"({FEATURE_DIMS[self.feature_kind]}-d)")
         for name in ("grid_size", "hidden_channels", "num_layers", "num_heads", "norm_groups",
-                     "guidance_channels", "heatmap_channels"):
+                     "guidance_channels", "heatmap_channels", "window_frames"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("temporal_kernel", "spatial_kernel"):

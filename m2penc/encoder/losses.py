@@ -48,7 +48,3 @@ def m2penc_loss(output: M2PEncOutput, guidance_target: torch.Tensor, heatmap_tar
     l_heat = heatmap_loss(output.heatmaps, heatmap_target)
     return M2PEncLoss(total=l_guid + heatmap_weight * l_heat, guidance=l_guid, heatmap=l_heat)
 
-
-def stage3_loss(pixel_loss: torch.Tensor, guid_loss: torch.Tensor) -> torch.Tensor:
-    """Stage-3 joint objective of the paper: ``0.5 * L_pix + 0.5 * L_guid``."""
-    return STAGE3_PIXEL_WEIGHT * pixel_loss + STAGE3_GUIDANCE_WEIGHT * guid_loss

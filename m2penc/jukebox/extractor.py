@@ -20,35 +20,22 @@ import torch
 from ..checkpoint import load_strict
 from ..device import resolve_device, resolve_dtype
 from ..errors import AudioError, InputError
+from ..timeline import DEFAULT_FPS, frame_count
 from ..progress import NO_CONTROL, RunControl
 from .checkpoint_io import keys_up_to_layer, read_jukebox_state_dict
-from .config import DEFAULT_LAYER, JukeboxConfig
+from .config import DEFAULT_LAYER, SAMPLE_RATE, JukeboxConfig
 from .files import PRIOR_FILENAME, VQVAE_FILENAME, PathLike, require_weights_file
 from .memory import check_memory, pickle_read_bytes, required_bytes
 from .prior import TopLevelPrior
 from .self_describing import check_stored_layers, config_for_files, weights_fingerprint
 from .tokens import DEFAULT_CHUNK_TOKENS, encode_tokens
 from .vqvae import VQVAE
-from .windows import FrameStitcher, frame_count, plan_windows, resample_to_fps
+from .music_input import DEFAULT_OVERLAP_SECONDS, check_fps, peak_normalise
+from .windows import FrameStitcher, plan_windows, resample_to_fps
 
 log = logging.getLogger(__name__)
 
 DtypeLike = Union[torch.dtype, str]
-#: Default overlap between consecutive context windows (seconds of music).
-DEFAULT_OVERLAP_SECONDS = 2.0
-#: Highest frame rate accepted (the token rate is 344.5 Hz; FFT resampling needs fps below it).
-MAX_FPS = 120.0
-
-
-def peak_normalise(waveform: np.ndarray) -> np.ndarray:
-    """(S,) float -> (S,) float32 scaled to max |x| = 1 (silence stays zero), as jukemirlib's loader."""
-    audio = np.asarray(waveform, dtype=np.float32)
-    if audio.ndim != 1:
-        raise AudioError(f"expected mono audio of shape (samples,), got shape {audio.shape}; mix down first")
-    if not np.all(np.isfinite(audio)):
-        raise AudioError("audio contains NaN or infinite samples")
-    peak = float(np.abs(audio).max()) if audio.size else 0.0
-    return audio / peak if peak > 0 else audio
 
 
 class JukeboxFeatureExtractor:
@@ -100,15 +87,19 @@ class JukeboxFeatureExtractor:
         acts = self.prior.layer_output(tokens.to(self.device)[None], layer, self.dtype, on_layer)
         return acts[0].float().cpu().numpy()
 
-    def extract(self, waveform: np.ndarray, fps: float = 15.0, layer: Optional[int] = None,
-                control: Optional[RunControl] = None) -> np.ndarray:
-        """Mono 44.1 kHz audio (S,) -> features (floor(S / 44100 * fps), width) float32."""
+    def extract(self, waveform: np.ndarray, fps: float = DEFAULT_FPS, layer: Optional[int] = None,
+                control: Optional[RunControl] = None, num_frames: Optional[int] = None) -> np.ndarray:
+        """Mono 44.1 kHz audio (S,) -> features (num_frames, width) float32.
+
+        ``num_frames`` defaults to the frames the audio covers (:func:`..timeline.frame_count`);
+        callers that counted the frames on the music before resampling it to 44.1 kHz pass
+        their count, and the windows are laid out on it.
+        """
         control = control or NO_CONTROL
         layer = self.check_layer(layer)
-        if not 0 < fps <= MAX_FPS:
-            raise InputError(f"fps must be in (0, {MAX_FPS}], got {fps}")
+        check_fps(fps)
         audio = peak_normalise(waveform)
-        n_frames = frame_count(len(audio), fps)
+        n_frames = frame_count(len(audio), SAMPLE_RATE, fps) if num_frames is None else num_frames
         if n_frames < 1:
             raise AudioError(f"{len(audio)} samples at 44.1 kHz is shorter than one frame at {fps} fps")
         tokens = encode_tokens(self.vqvae, audio, self.device, self.chunk_tokens, control)
@@ -165,7 +156,7 @@ def load_jukebox(vqvae_path: Optional[PathLike], prior_path: Optional[PathLike],
                                    **extractor_options)
 
 
-def extract_jukebox_features(waveform_mono_44k: np.ndarray, layer: int = DEFAULT_LAYER, fps: float = 15.0,
+def extract_jukebox_features(waveform_mono_44k: np.ndarray, layer: int = DEFAULT_LAYER, fps: float = DEFAULT_FPS,
                              vqvae_path: Optional[PathLike] = None, prior_path: Optional[PathLike] = None,
                              device: Union[str, torch.device] = "cpu", dtype: DtypeLike = torch.float32,
                              control: Optional[RunControl] = None, config: Optional[JukeboxConfig] = None,

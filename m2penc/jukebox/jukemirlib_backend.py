@@ -23,10 +23,11 @@ import torch
 from ..device import resolve_device
 from ..errors import M2PDanceError, WeightsNotFoundError
 from ..progress import NO_CONTROL, RunControl
-from .config import JukeboxConfig
-from .extractor import DEFAULT_OVERLAP_SECONDS, peak_normalise
+from .config import SAMPLE_RATE, JukeboxConfig
+from ..timeline import frame_count
 from .files import PRIOR_FILENAME, VQVAE_FILENAME, PathLike, require_weights_file
-from .windows import FrameStitcher, frame_count, plan_windows, resample_to_fps
+from .music_input import DEFAULT_OVERLAP_SECONDS, peak_normalise
+from .windows import FrameStitcher, plan_windows, resample_to_fps
 
 JUKEMIRLIB_URL = "https://github.com/rodrigo-castellon/jukemirlib"
 #: Attribute on ``jukemirlib.lib`` recording which (folder, device) its models were set up from.
@@ -80,16 +81,17 @@ def _setup(folder: Path, device: torch.device) -> ModuleType:
 def extract_with_jukemirlib(waveform: np.ndarray, layer: int, fps: float,
                             vqvae_path: Optional[PathLike], prior_path: Optional[PathLike],
                             device: Union[str, torch.device] = "cpu",
-                            control: Optional[RunControl] = None) -> np.ndarray:
-    """Same contract as :func:`.extractor.extract_jukebox_features` for the ``5b`` model,
-    computed by jukemirlib: mono 44.1 kHz (S,) -> (floor(S / 44100 * fps), 4800) float32."""
+                            control: Optional[RunControl] = None, num_frames: Optional[int] = None) -> np.ndarray:
+    """Same contract as :meth:`.extractor.JukeboxFeatureExtractor.extract` for the ``5b`` model,
+    computed by jukemirlib: mono 44.1 kHz (S,) -> (num_frames, 4800) float32."""
     require_jukemirlib()
     config = JukeboxConfig.preset("5b")
     layer = config.check_layer(layer)
     control = control or NO_CONTROL
     jukemirlib = _setup(_weights_folder(vqvae_path, prior_path), resolve_device(device))
     audio = peak_normalise(waveform)
-    hop, n_frames = config.hop_length, frame_count(len(audio), fps)
+    hop = config.hop_length
+    n_frames = frame_count(len(audio), SAMPLE_RATE, fps) if num_frames is None else num_frames
     windows = plan_windows(len(audio) // hop, n_frames, config.token_rate, fps, config.n_ctx,
                            round(DEFAULT_OVERLAP_SECONDS * fps))
     stitcher = FrameStitcher(n_frames, config.prior_width)

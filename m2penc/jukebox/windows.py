@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from fractions import Fraction
 
 import librosa
 import numpy as np
 
 from ..errors import InputError
-from .config import SAMPLE_RATE
+from ..sampling.windows import crossfade_weights, window_starts
 
 
 @dataclass(frozen=True)
@@ -33,11 +32,6 @@ class Window:
     token_count: int
     frame_start: int
     frame_count: int
-
-
-def frame_count(n_samples: int, fps: float) -> int:
-    """Output frames for ``n_samples`` of 44.1 kHz audio: floor(S / 44100 * fps), exactly."""
-    return math.floor(Fraction(n_samples) * Fraction(fps) / SAMPLE_RATE)
 
 
 def plan_windows(n_tokens: int, n_frames: int, token_rate: float, fps: float, max_tokens: int,
@@ -52,7 +46,7 @@ def plan_windows(n_tokens: int, n_frames: int, token_rate: float, fps: float, ma
             f"overlap of {overlap_frames} frames leaves no hop in windows of {frames_per_window} frames "
             f"({max_tokens} tokens at {fps} fps); use a smaller overlap"
         )
-    starts = list(range(0, n_frames - frames_per_window, hop)) + [n_frames - frames_per_window]
+    starts = window_starts(n_frames, frames_per_window, hop)
     tokens_per_window = math.floor(frames_per_window * token_rate / fps)
     windows = []
     for start in starts:
@@ -71,11 +65,6 @@ def resample_to_fps(features: np.ndarray, token_rate: float, fps: float, n_frame
     return np.ascontiguousarray(resampled[:n_frames], dtype=np.float32)
 
 
-def crossfade_weights(n: int) -> np.ndarray:
-    """Weights (n,) of the *later* window across an n-frame overlap: (1..n)/(n+1), strictly inside (0, 1)."""
-    return np.arange(1, n + 1, dtype=np.float32) / np.float32(n + 1)
-
-
 class FrameStitcher:
     """Accumulates per-window frames (in increasing start order) into one (n_frames, C) array."""
 
@@ -89,7 +78,7 @@ class FrameStitcher:
             raise ValueError(f"gap in windows: frame {self._end} .. {frame_start} not covered")
         overlap = min(self._end - frame_start, len(frames))
         if overlap > 0:
-            w = crossfade_weights(overlap)[:, None]
+            w = crossfade_weights(overlap).numpy()[:, None]
             region = slice(frame_start, frame_start + overlap)
             self.out[region] = (1 - w) * self.out[region] + w * frames[:overlap]
         self.out[frame_start + overlap: frame_start + len(frames)] = frames[overlap:]

@@ -5,11 +5,11 @@ import av
 import pytest
 
 from m2pdance.cli import main
-from m2pdance.m2penc.dance import make_dance_video
+from m2pdance.m2penc.dance import DanceOptions, DanceWeights, make_dance_video
 from m2pdance.m2penc.errors import GenerationCancelled
 from m2pdance.m2penc.examples import write_example_inputs
 from m2pdance.m2penc.progress import RunControl
-from m2pdance.m2penc.video import LongVideoOptions
+from m2pdance.m2penc.sampling import LongVideoOptions
 from m2pdance.weights_manifest.smoke import SMOKE_FILES
 
 
@@ -37,12 +37,12 @@ def test_cancel_leaves_no_file(inputs, smoke_models, tmp_path):
         return ticks["n"] > 3
 
     with pytest.raises(GenerationCancelled):
-        make_dance_video(str(music), str(photo), str(tmp_path / "out" / "dance.mp4"),
-                         m2penc_path=str(smoke_models / "m2penc" / SMOKE_FILES["m2penc"]),
-                         champ_path=str(smoke_models / "champ" / SMOKE_FILES["champ"]),
-                         vae_path=str(smoke_models / "vae" / SMOKE_FILES["vae"]),
-                         image_encoder_path=str(smoke_models / "clip_vision" / SMOKE_FILES["clip_vision"]),
-                         duration=1.0, width=64, height=64, options=LongVideoOptions(num_steps=4),
+        weights = DanceWeights(m2penc=smoke_models / "m2penc" / SMOKE_FILES["m2penc"],
+                               champ=smoke_models / "champ" / SMOKE_FILES["champ"],
+                               vae=smoke_models / "vae" / SMOKE_FILES["vae"],
+                               image_encoder=smoke_models / "clip_vision" / SMOKE_FILES["clip_vision"])
+        make_dance_video(music, photo, tmp_path / "out" / "dance.mp4", weights,
+                         DanceOptions(duration=1.0, width=64, height=64, sampling=LongVideoOptions(num_steps=4)),
                          control=RunControl(should_cancel=cancel_soon))
     out_dir = tmp_path / "out"
     assert not out_dir.exists() or not any(out_dir.iterdir()), "a cancelled run must leave nothing"

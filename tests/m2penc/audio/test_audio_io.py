@@ -7,7 +7,7 @@ import soundfile as sf
 import torch
 
 from m2pdance.m2penc.audio.io import (
-    load_audio, peak_normalize, resample, to_mono, trim_audio, validate_audio,
+    load_audio, resample, to_mono, trim_audio, validate_audio,
 )
 from m2pdance.m2penc.errors import AudioError
 
@@ -67,11 +67,14 @@ def test_to_mono_averages_channels():
     torch.testing.assert_close(to_mono(waveform), torch.tensor([[[2.0, 4.0]]]))
 
 
-def test_peak_normalize_and_silent_refusal():
+def test_peak_normalise_is_the_jukebox_input_convention():
+    from m2pdance.m2penc.jukebox.music_input import peak_normalise
+
     y = np.array([0.1, -0.4, 0.2], dtype=np.float32)
-    np.testing.assert_allclose(peak_normalize(y), [0.25, -1.0, 0.5])
-    with pytest.raises(AudioError, match="silent"):
-        peak_normalize(np.zeros(10, dtype=np.float32))
+    np.testing.assert_allclose(peak_normalise(y), [0.25, -1.0, 0.5])
+    np.testing.assert_array_equal(peak_normalise(np.zeros(4, dtype=np.float32)), 0.0)   # silence stays zero
+    with pytest.raises(AudioError, match="NaN"):
+        peak_normalise(np.array([0.1, np.nan], dtype=np.float32))
 
 
 def test_trim_audio_in_memory():

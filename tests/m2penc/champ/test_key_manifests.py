@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from m2pdance.m2penc.checkpoint import compare_state_dict
+from m2pdance.m2penc.errors import WeightsMismatchError
 from m2pdance.m2penc.champ import (DenoisingUNet3D, DenoisingUNetConfig, GuidanceEncoder, GuidanceEncoderConfig,
                                    ImageEncoderConfig, ReferenceUNet, UNetConfig, VAEConfig, champ_to_m2p_keys)
 from m2pdance.m2penc.champ.autoencoder import build_vae
@@ -31,11 +32,21 @@ def _manifest(name: str) -> dict[str, list[int]]:
     return json.loads((SPEC / f"{name}.keys.json").read_text())
 
 
+def _sinusoid_table(shape: list[int]) -> torch.Tensor:
+    """AnimateDiff's sinusoidal position table ``(1, L, C)``: what Champ stores, twice per motion module."""
+    _, length, channels = shape
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, channels, 2, dtype=torch.float32) * (-torch.log(torch.tensor(10000.0)) / channels))
+    table = torch.zeros(length, channels)
+    table[:, 0::2], table[:, 1::2] = torch.sin(position * freq), torch.cos(position * freq)
+    return table[None]
+
+
 def _fake_tensors(manifest: dict[str, list[int]]) -> dict[str, torch.Tensor]:
-    """Meta tensors of the listed shapes; position tables are real (the key map compares them)."""
+    """Meta tensors of the listed shapes; position tables are real (the key map compares the twins)."""
     def make(key: str, shape: list[int]) -> torch.Tensor:
         if key.endswith("pos_encoder.pe"):
-            return torch.zeros(shape)
+            return _sinusoid_table(shape)
         if key.endswith("position_ids"):
             return torch.arange(shape[-1]).expand(shape)
         return torch.empty(shape, device="meta")
@@ -86,3 +97,18 @@ def test_full_size_keys_match_manifest(name: str):
     missing, unexpected, mismatched = compare_state_dict(EXPECTED[name](), _file_keys(name))
     assert (missing, unexpected, mismatched) == ([], [], [])
     assert len(_file_keys(name)) > 100
+
+
+def test_position_table_twins_are_compared_by_value():
+    """Champ's second copy of each position table is dropped only if it equals the first."""
+    tensors = _fake_tensors(_manifest("motion_module"))
+    second = next(k for k in tensors if k.endswith("attention_blocks.1.pos_encoder.pe"))
+    assert float(tensors[second].abs().sum()) > 0                       # a real table, not zeros
+    mapped = champ_to_m2p_keys(dict(tensors), "motion_module")
+    first = second.replace("attention_blocks.1", "attention_blocks.0")
+    assert sum(1 for k in mapped if k.endswith("pos_embed.pe")) == sum(1 for k in tensors if k.endswith(".0.pos_encoder.pe"))
+    assert torch.equal(next(v for k, v in mapped.items() if k.endswith("pos_embed.pe")), tensors[first])
+    tensors[second] = tensors[second].clone()
+    tensors[second][0, 3, 5] += 1e-3                                    # one value off: a corrupt file
+    with pytest.raises(WeightsMismatchError, match="does not match its attention_blocks.0 twin"):
+        champ_to_m2p_keys(tensors, "motion_module")

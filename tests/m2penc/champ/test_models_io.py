@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from m2pdance.m2penc.champ import (ChampModels, DenoisingUNetConfig, GuidanceEncoderConfig, build_champ,
-                                   encode_pose_guidance, load_champ, load_champ_models, predict_noise,
+                                   encode_pose_guidance, load_champ_files, predict_noise,
                                    save_champ_models)
 from m2pdance.m2penc.champ.keymap import _RENAMES
 from m2pdance.m2penc.errors import WeightsMismatchError, WeightsNotFoundError
@@ -43,7 +43,8 @@ def _write_champ_dir(models: ChampModels, folder: Path) -> None:
 
 def test_save_load_round_trip_gives_identical_outputs(tmp_path, tiny_models, tiny_reference, tiny_maps):
     save_champ_models(tiny_models, tmp_path)
-    loaded = load_champ_models(tmp_path, device="cpu", dtype="fp32")
+    loaded = load_champ_files(tmp_path / "denoising_unet.safetensors", tmp_path / "vae.safetensors",
+                              tmp_path / "image_encoder.safetensors", device="cpu", dtype="fp32")
     assert sorted(loaded.guidance_encoders) == ["dwpose", "normal"]
     for name, module in tiny_models.modules().items():
         theirs = loaded.modules()[name].state_dict()
@@ -54,9 +55,10 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, tiny_models, tin
 
 def test_champ_format_folder_loads_strictly(tmp_path, tiny_models, tiny_reference, tiny_maps):
     _write_champ_dir(tiny_models, tmp_path)
-    loaded = load_champ(tmp_path, tmp_path / "vae", tmp_path / "image_encoder", guidance_types=("normal", "dwpose"),
-                        device="cpu", dtype="fp32", unet_config=DenoisingUNetConfig.preset("tiny"),
-                        guidance_config=GuidanceEncoderConfig.preset("tiny"))
+    loaded = load_champ_files(tmp_path / "denoising_unet.pth", tmp_path / "vae", tmp_path / "image_encoder",
+                              device="cpu", dtype="fp32", unet_config=DenoisingUNetConfig.preset("tiny"),
+                              guidance_config=GuidanceEncoderConfig.preset("tiny"))
+    assert sorted(loaded.guidance_encoders) == ["dwpose", "normal"]
     assert torch.equal(_prediction(tiny_models, tiny_reference, tiny_maps),
                        _prediction(loaded, tiny_reference, tiny_maps))
     image = torch.rand(1, 3, 32, 32)
@@ -71,14 +73,18 @@ def test_mismatched_champ_file_names_the_file(tmp_path, tiny_models):
     weights["conv_in.bias"] = torch.zeros(7)
     torch.save(weights, tmp_path / "reference_unet.pth")
     with pytest.raises(WeightsMismatchError, match=r"reference_unet\.pth(.|\n)*conv_in\.weight(.|\n)*conv_in\.bias"):
-        load_champ(tmp_path, tmp_path / "vae", tmp_path / "image_encoder", guidance_types=("normal",),
-                   device="cpu", dtype="fp32", unet_config=DenoisingUNetConfig.preset("tiny"),
-                   guidance_config=GuidanceEncoderConfig.preset("tiny"))
+        load_champ_files(tmp_path / "denoising_unet.pth", tmp_path / "vae", tmp_path / "image_encoder",
+                         device="cpu", dtype="fp32", unet_config=DenoisingUNetConfig.preset("tiny"),
+                         guidance_config=GuidanceEncoderConfig.preset("tiny"))
 
 
-def test_missing_champ_file_is_reported(tmp_path):
-    with pytest.raises(WeightsNotFoundError, match="guidance_encoder_depth"):
-        load_champ(tmp_path, tmp_path / "vae", tmp_path / "image_encoder", guidance_types=("depth",), device="cpu")
+def test_missing_champ_file_is_reported(tmp_path, tiny_models):
+    _write_champ_dir(tiny_models, tmp_path)
+    (tmp_path / "motion_module.pth").unlink()
+    with pytest.raises(WeightsNotFoundError, match="motion_module"):
+        load_champ_files(tmp_path / "denoising_unet.pth", tmp_path / "vae", tmp_path / "image_encoder", device="cpu",
+                         unet_config=DenoisingUNetConfig.preset("tiny"),
+                         guidance_config=GuidanceEncoderConfig.preset("tiny"))
 
 
 def test_same_seed_same_weights_different_seed_different():

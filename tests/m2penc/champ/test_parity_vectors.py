@@ -20,13 +20,14 @@ from safetensors.torch import load_file
 from m2pdance.m2penc.checkpoint import load_strict
 from m2pdance.m2penc.champ import (CHAMP_SCHEDULER_CONFIG, ChampModels, DenoisingUNet3D, GuidanceEncoder,
                                    ImageEncoderConfig, MotionModule, ReferenceUNet, VAEConfig, apply_cfg,
-                                   champ_to_m2p_keys, context_windows, denoising_config_from_champ,
+                                   champ_predictor, champ_to_m2p_keys, denoising_config_from_champ,
                                    encode_pose_guidance, guidance_config_from_champ, make_scheduler,
                                    motion_config_from_champ, predict_noise, predict_noise_branches,
-                                   reference_state_from_latents, sample_video, unet_config_from_champ,
-                                   windowed_prediction)
+                                   reference_state_from_latents, sample_video, unet_config_from_champ)
 from m2pdance.m2penc.champ.autoencoder import build_vae
 from m2pdance.m2penc.champ.image_encoder import build_image_encoder
+from m2pdance.m2penc.progress import NO_CONTROL
+from m2pdance.m2penc.sampling.windows import context_windows, windowed_prediction
 
 REPO = Path(__file__).resolve().parents[3]
 VECTORS = Path(os.environ.get("M2P_CHAMP_VECTORS", REPO.parent / "shared" / "spec" / "champ" / "vectors"))
@@ -122,13 +123,13 @@ def run_sample(spec: dict[str, Any], tensors: Tensors) -> Tensors:
     state = reference_state_from_latents(models, inp["ref_latents"], inp["clip_image_embeds"])
     guidance_fea = _guidance(models, spec, inp)
     latents = inp["init_latents"]
-    windows = context_windows(latents.shape[2], ctx["frames"], ctx["overlap"], ctx["closed_loop"])
+    windows = context_windows(latents.shape[2], ctx["frames"], ctx["overlap"], closed_loop=ctx["closed_loop"])
     assert windows == ctx["windows"]
     scheduler = make_scheduler(spec["num_inference_steps"])
     out = {"guidance_fea": guidance_fea}
     for i, t in enumerate(scheduler.timesteps):
-        out[f"noise_pred_guided.{i}"] = windowed_prediction(models, state, latents, t, guidance_fea,
-                                                            spec["guidance_scale"], windows)
+        out[f"noise_pred_guided.{i}"] = windowed_prediction(champ_predictor(models, state, spec["guidance_scale"]),
+                                                            latents, t, guidance_fea, windows, NO_CONTROL)
         latents = scheduler.step(out[f"noise_pred_guided.{i}"], t, latents, eta=spec["eta"]).prev_sample
         out[f"latents_after_step.{i}"] = latents
     out["final_latents"] = sample_video(models, state, guidance_fea, spec["num_inference_steps"],

@@ -10,7 +10,9 @@ import torch
 from m2pdance.m2penc.jukebox import JukeboxConfig
 from m2pdance.m2penc.jukebox.random_weights import tiny_extractor
 from m2pdance.m2penc.jukebox.tokens import encode_tokens
-from m2pdance.m2penc.jukebox.windows import (FrameStitcher, crossfade_weights, frame_count, plan_windows,
+from m2pdance.m2penc.sampling.windows import crossfade_weights
+from m2pdance.m2penc.timeline import frame_count as _frame_count
+from m2pdance.m2penc.jukebox.windows import (FrameStitcher, plan_windows,
                                               resample_to_fps)
 
 CONFIG = JukeboxConfig.preset("tiny")
@@ -44,7 +46,7 @@ def test_chunked_tokens_equal_whole_clip_tokens(extractor, clip_60s):
 @pytest.mark.parametrize("fps", [15.0, 24.0, 30.0, 30000 / 1001])
 def test_window_plan_covers_frames_on_the_frame_grid(fps):
     n_samples = 60 * 44100 + 999
-    n_tokens, n_frames = n_samples // CONFIG.hop_length, frame_count(n_samples, fps)
+    n_tokens, n_frames = n_samples // CONFIG.hop_length, _frame_count(n_samples, 44100, fps)
     overlap = round(OVERLAP_SECONDS * fps)
     windows = plan_windows(n_tokens, n_frames, RATE, fps, CONFIG.n_ctx, overlap)
     assert windows[0].frame_start == 0 and windows[-1].frame_start + windows[-1].frame_count == n_frames
@@ -87,7 +89,7 @@ def test_60s_windowed_equals_single_pass_windows_and_is_continuous(extractor, cl
         np.testing.assert_allclose(out[w.frame_start: w.frame_start + w.frame_count][own], single[own], atol=1e-6)
     for (a, fa), (b, fb) in zip(zip(windows, singles), zip(windows[1:], singles[1:])):
         lo, hi = b.frame_start, a.frame_start + a.frame_count  # the seam (overlap)
-        wb = crossfade_weights(hi - lo)[:, None]
+        wb = crossfade_weights(hi - lo).numpy()[:, None]
         earlier, later = fa[lo - a.frame_start:], fb[: hi - lo]
         np.testing.assert_allclose(out[lo:hi], (1 - wb) * earlier + wb * later, atol=1e-5)
         # continuity: entering and leaving the seam jumps by at most the natural frame-to-frame
@@ -106,7 +108,7 @@ def test_stitcher_rejects_gaps_and_incomplete_cover():
         stitcher.add(np.ones((4, 2), np.float32), 6)
     with pytest.raises(ValueError, match="covered 4 of 10"):
         stitcher.result()
-    assert np.all(np.diff(crossfade_weights(7)) > 0) and 0 < crossfade_weights(7)[0] < crossfade_weights(7)[-1] < 1
+    assert np.all(np.diff(crossfade_weights(7).numpy()) > 0) and 0 < crossfade_weights(7)[0] < crossfade_weights(7)[-1] < 1
 
 
 @pytest.mark.parametrize("fps", [15.0, 30.0, 24.0])

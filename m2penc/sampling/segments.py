@@ -17,21 +17,18 @@ so memory does not grow with the video's length. Guidance is requested per segme
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 
 from ..errors import InputError
 from ..progress import NO_CONTROL, RunControl
 from .conditioning import initial_condition, next_condition
+from .guidance import GuidanceFn
 from .noise import apply_noise_prior, segment_noise
 from .options import LongVideoOptions
 from .plan import Segment
 from .windows import NoisePredictor, context_windows, windowed_prediction
-
-#: ``frame_indices (F,) long -> guidance (B, C, F, h, w)`` for those timeline frames, or ``None``.
-GuidanceFn = Callable[[torch.Tensor], Optional[torch.Tensor]]
-
 
 @dataclass
 class SegmentLatents:
@@ -106,7 +103,8 @@ def sample_segment(ctx: SamplingContext, segment: Segment, cond_latents: Optiona
     noise = segment_noise(ctx.seed, segment, ctx.latent_shape, ctx.device, ctx.dtype)  # (B, 4, F, h, w)
     latents = apply_noise_prior(scheduler, noise, ctx.reference_latent, opts.noise_prior_t)
     guidance = _segment_guidance(ctx, segment)
-    windows = context_windows(segment.num_latent, opts.context_size, opts.context_overlap, opts.closed_loop)
+    windows = context_windows(segment.num_latent, opts.context_size, opts.context_overlap,
+                              closed_loop=opts.closed_loop)
     cond = None if k == 0 else cond_latents.to(device=ctx.device, dtype=ctx.dtype)
     if cond is not None:
         latents[:, :, :k] = initial_condition(scheduler, cond, noise[:, :, :k], scheduler.timesteps[0])

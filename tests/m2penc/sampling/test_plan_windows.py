@@ -4,14 +4,15 @@ from __future__ import annotations
 import pytest
 
 from m2pdance.m2penc.errors import InputError
-from m2pdance.m2penc.video import LongVideoOptions, context_windows, frames_for_duration, plan_segments
-from m2pdance.m2penc.video.plan import segment_frames_for
+from m2pdance.m2penc.sampling import LongVideoOptions, context_windows, plan_segments
+from m2pdance.m2penc.sampling.plan import segment_frames_for
+from m2pdance.m2penc.timeline import frame_count
 
 
 def test_paper_defaults_give_75_frame_segments():
     assert segment_frames_for() == 75
     assert LongVideoOptions().segment_frames == 75
-    assert frames_for_duration(61.99, 15) == 929  # never past the music's end
+    assert frame_count(round(61.99 * 44100), 44100, 15) == 929  # never past the music's end
 
 
 def test_plan_covers_timeline_once_with_conditioning_overlap():
@@ -39,7 +40,7 @@ def test_closed_loop_windows_wrap_like_champ():
 
 
 def test_short_sequence_is_one_window():
-    assert context_windows(10) == [list(range(10))]
+    assert context_windows(10, closed_loop=False) == [list(range(10))]
 
 
 def test_unknown_join_mode_is_rejected():

@@ -13,13 +13,11 @@ Those conditioning frames are never output twice.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ..errors import InputError
+from ..timeline import DEFAULT_FPS
 
-#: Frame rate the M2PEnc guidance and the paper's videos use (§4.1: 75 frames = 5 s at 15 fps).
-DEFAULT_FPS = 15
 #: Segment length in seconds (paper §3.4).
 DEFAULT_SEGMENT_SECONDS = 5.0
 #: Frames of segment ``s`` re-used to condition segment ``s + 1``. Four frames span the
@@ -59,13 +57,6 @@ class Segment:
     def num_latent(self) -> int:
         """Frames in this segment's latent tensor: ``cond + num_new``."""
         return self.stop - self.latent_start
-
-
-def frames_for_duration(duration_s: float, fps: float = DEFAULT_FPS) -> int:
-    """Whole video frames that fit in ``duration_s`` seconds of music (never past its end)."""
-    if not (duration_s > 0 and fps > 0):
-        raise InputError(f"duration and fps must be positive, got duration={duration_s}, fps={fps}")
-    return int(math.floor(duration_s * fps + 1e-6))
 
 
 def segment_frames_for(seconds: float = DEFAULT_SEGMENT_SECONDS, fps: float = DEFAULT_FPS) -> int:

@@ -8,7 +8,7 @@ import torch
 
 from m2pdance.m2penc.errors import GenerationCancelled, InputError
 from m2pdance.m2penc.progress import RunControl
-from m2pdance.m2penc.video import (
+from m2pdance.m2penc.sampling import (
     LongVideoOptions, SamplingContext, iter_averaged_latents, iter_segment_latents, plan_for, sample_segment,
 )
 

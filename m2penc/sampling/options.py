@@ -32,7 +32,8 @@ from typing import Optional
 
 from ..errors import InputError
 from .conditioning import COND_NOISE_MODES
-from .plan import DEFAULT_COND_FRAMES, DEFAULT_FPS, DEFAULT_SEGMENT_SECONDS, segment_frames_for
+from ..timeline import DEFAULT_FPS
+from .plan import DEFAULT_COND_FRAMES, DEFAULT_SEGMENT_SECONDS, segment_frames_for
 from .windows import CONTEXT_OVERLAP, CONTEXT_SIZE
 
 JOIN_MODES: tuple[str, ...] = ("condition", "average", "none")

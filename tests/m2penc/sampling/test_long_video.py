@@ -9,7 +9,8 @@ import torch
 
 from m2pdance.m2penc.errors import GenerationCancelled
 from m2pdance.m2penc.progress import RunControl
-from m2pdance.m2penc.video import LongVideoOptions, VideoWriter, render_long_video
+from m2pdance.m2penc.sampling import LongVideoOptions, render_long_video
+from m2pdance.m2penc.video import VideoWriter
 
 FPS = 15
 LATENT = (1, 4, 8, 8)

@@ -48,7 +48,7 @@ def sample_whole_video(ctx: SamplingContext, segments: list[Segment]) -> torch.T
     latents = apply_noise_prior(scheduler, noise, ctx.reference_latent, opts.noise_prior_t)  # (B, 4, N, h, w)
     del noise
     guidance = _whole_video_guidance(ctx, num_frames)
-    windows = context_windows(num_frames, opts.context_size, opts.context_overlap, opts.closed_loop)
+    windows = context_windows(num_frames, opts.context_size, opts.context_overlap, closed_loop=opts.closed_loop)
     for i, t in enumerate(scheduler.timesteps):
         pred = windowed_prediction(ctx.predict, latents, t, guidance, windows, ctx.control)
         latents = scheduler.step(pred, t, latents).prev_sample

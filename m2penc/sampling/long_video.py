@@ -1,6 +1,6 @@
 """Long video end to end: plan -> sample segment by segment -> VAE-decode in chunks -> sink.
 
-The sink is usually :meth:`.writer.VideoWriter.write`, so finished frames go to disk as soon as a
+The sink is usually :meth:`..video.writer.VideoWriter.write`, so finished frames go to disk as soon as a
 segment is done and a video of any length needs the memory of one segment. Progress and cancel
 go through :class:`~..progress.RunControl`: one tick per denoising step (stage
 ``"denoise segment s/S"``, counting over the whole video) and one per decoded chunk (stage
@@ -19,7 +19,8 @@ from ..progress import NO_CONTROL, RunControl
 from .options import LongVideoOptions
 from .overlap import iter_averaged_latents
 from .plan import Segment, plan_segments
-from .segments import GuidanceFn, SamplingContext, SegmentLatents, iter_segment_latents
+from .guidance import GuidanceFn
+from .segments import SamplingContext, SegmentLatents, iter_segment_latents
 from .windows import NoisePredictor
 
 #: ``latents (1, 4, f, h, w) -> frames (f, H, W, 3)`` float in [0, 1] (ComfyUI IMAGE layout).
@@ -71,12 +72,12 @@ def render_long_video(
 
     Args:
         predict: step-level noise predictor (see :data:`.windows.NoisePredictor`), e.g.
-            :func:`.champ_adapter.champ_predictor`.
+            :func:`..champ.long_video.champ_predictor`.
         scheduler: a diffusers scheduler (Champ's DDIM config); re-timed for every segment.
         latent_shape: ``(1, 4, h, w)``: one latent frame, batch 1.
         decode: VAE decode of a latent chunk (see :data:`LatentDecoder`).
         sink: receives decoded chunks in order.
-        guidance_fn: per-frame guidance provider (see :data:`.segments.GuidanceFn`).
+        guidance_fn: per-frame guidance provider (see :data:`.guidance.GuidanceFn`).
         reference_latent: ``(1, 4, h, w)``, only for ``options.noise_prior_t``.
     Returns:
         Number of frames written to ``sink`` (``num_frames``).

@@ -1,0 +1,32 @@
+"""The one definition of the video timeline: the frame rate and how many frames music covers.
+
+Frame ``i`` of a video is frame ``i`` of its music features and of its guidance, and lasts
+``[i / fps, (i + 1) / fps)``. Music of ``S`` samples at ``sr`` Hz covers
+``floor(S * fps / sr)`` whole frames -- computed here in exact rational arithmetic, so features,
+Jukebox windows and the segment plan always agree (no ``+ 1e-9`` fudges, no frame that one part
+of the pipeline counts and another does not). ``fps`` is taken as the nearest fraction with a
+denominator up to 10^6, so ``30000 / 1001`` and ``29.97`` are both what they say.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+from .errors import InputError
+
+#: The paper's video rate (§4.1: 75 frames = 5 s at 15 fps), the default everywhere.
+DEFAULT_FPS: float = 15.0
+
+
+def rational_fps(fps: float) -> Fraction:
+    """``fps`` as an exact fraction (denominator <= 10^6); must be positive and finite."""
+    if not (isinstance(fps, (int, float, Fraction)) and math.isfinite(fps) and fps > 0):
+        raise InputError(f"fps must be a positive number, got {fps!r}")
+    return Fraction(fps).limit_denominator(1_000_000)
+
+
+def frame_count(num_samples: int, sample_rate: int, fps: float) -> int:
+    """Whole video frames in ``num_samples`` of audio at ``sample_rate``: ``floor(S * fps / sr)``, exactly."""
+    if num_samples < 0 or sample_rate <= 0:
+        raise InputError(f"need num_samples >= 0 and sample_rate > 0, got {num_samples} and {sample_rate}")
+    return math.floor(Fraction(int(num_samples)) * rational_fps(fps) / int(sample_rate))
