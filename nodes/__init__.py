@@ -11,11 +11,13 @@ from .dance_sampler import SegmentedDanceSampler
 from .jukebox_encode import JukeboxEncode, LoadJukebox
 from .load_music import LoadMusic
 from .m2penc_guidance import LoadM2PEnc, M2PEncGuidanceNode
+from .motion_nodes import LoadMotion, RenderPoseMaps, SaveMotion
 from .video_combine import VideoCombine
 
 NODES: list[type[io.ComfyNode]] = [
     LoadMusic, LoadJukebox, JukeboxEncode, LoadM2PEnc, M2PEncGuidanceNode,
     LoadChamp, ChampReferenceUNet, PoseDrivenGuidance, SegmentedDanceSampler, VideoCombine,
+    LoadMotion, RenderPoseMaps, SaveMotion,
 ]
 
 

@@ -14,3 +14,4 @@ ChampVAE = io.Custom("M2P_VAE")  # diffusers AutoencoderKL (SD-1.5 / sd-vae-ft-m
 ChampClipVision = io.Custom("M2P_CLIP_VISION")  # CLIPVisionModelWithProjection (sd-image-variations)
 Reference = io.Custom("M2P_REFERENCE")  # encoded reference: latent, CLIP embeds, ReferenceNet input
 PoseKeypoint = io.Custom("POSE_KEYPOINT")  # comfyui_controlnet_aux layout, one dict per frame
+Motion = io.Custom("M2P_MOTION")  # m2penc.motion.SMPLMotion: SMPL poses (N, 24, 3), root path (N, 3), fps

@@ -52,11 +52,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from m2pdance.m2penc.examples import write_example_inputs
+    from m2pdance.m2penc.motion.example import write_example_motion
     from m2pdance.weights_manifest.smoke import write_smoke_weights
 
     started = time.time()
     harness.install(args.home, models_dir=args.weights)
     write_example_inputs(args.home / "input")
+    write_example_motion(args.home / "input")
     if args.weights:
         print(f"[demo] real weights from {args.weights}")
     else:

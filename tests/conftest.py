@@ -104,8 +104,10 @@ def prepared_home(tmp_path, smoke_models) -> Path:
     """A ComfyUI home with the example music and photo in input/ and the smoke weights as models/."""
     from m2pdance.devtools import comfy_harness as harness
     from m2pdance.m2penc.examples import write_example_inputs
+    from m2pdance.m2penc.motion.example import write_example_motion
 
     home = tmp_path / "comfy_home"
     harness.install(home, models_dir=smoke_models)
     write_example_inputs(home / "input")
+    write_example_motion(home / "input")
     return home

@@ -57,9 +57,11 @@ def _run(driver: Path, *args: str, models_dir: Path | None = None, timeout: floa
 def server_inputs(tmp_path_factory) -> tuple[Path, Path]:
     """(inputs dir, models dir) for the real server."""
     from m2pdance.m2penc.examples import write_example_inputs
+    from m2pdance.m2penc.motion.example import write_example_motion
 
     root = tmp_path_factory.mktemp("real_comfy")
     write_example_inputs(root / "inputs")
+    write_example_motion(root / "inputs")
     models = root / "models"
     models.mkdir()
     try:

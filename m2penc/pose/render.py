@@ -1,9 +1,12 @@
 """OpenPose-coloured skeleton images from POSE_KEYPOINT, as a ComfyUI IMAGE batch.
 
-Draws like DWPose / controlnet_aux ``draw_bodypose``: each limb is a filled ellipse from joint
-to joint, 4 px half-width, in its OpenPose colour; the whole canvas is then dimmed to 60 %;
-finally every detected keypoint is a full-colour disc of radius 4. Drawing uses PIL, so no
-OpenCV is needed; edges differ from cv2's by antialiasing-free rounding only.
+Draws like DWPose / controlnet_aux ``draw_bodypose`` (GUIDANCE_MAPS.md section 4): each limb is a
+filled ellipse from joint to joint, 4 px half-width, in its OpenPose colour; the whole canvas is then
+dimmed to 60 % (uint8 truncation); finally every detected keypoint is a full-colour disc of radius 4.
+Sizes are fixed in pixels. As in DWPose, coordinates are truncated with ``int()`` - the limb centre,
+half-length and angle (whole degrees) and the keypoint centres - and the ellipse outline is
+``cv2.ellipse2Poly``'s (1 degree steps, rounded to whole pixels). Drawing uses PIL, so no OpenCV is
+needed; edges differ from cv2's fill rules by single pixels at most.
 """
 from __future__ import annotations
 
@@ -17,22 +20,24 @@ from ..errors import InputError
 from .openpose import COLORS_RGB, KEYPOINT_RADIUS, LIMB_DIMMING, LIMBS, NUM_DRAWN_LIMBS, STICK_HALF_WIDTH
 from .pose_keypoint import PoseKeypoint, validate_pose_keypoint
 
-#: Points on each limb ellipse's outline.
-_ELLIPSE_POINTS = 36
+#: cv2.ellipse2Poly's outline angles (0..360 in 1 degree steps, as DWPose calls it).
+_ELLIPSE_T = np.radians(np.arange(0, 361))
+_ELLIPSE_COS, _ELLIPSE_SIN = np.cos(_ELLIPSE_T), np.sin(_ELLIPSE_T)
+#: DWPose dims limbs with ``(canvas * 0.6).astype(np.uint8)``; the same map as a lookup table.
+_DIM_LUT = (np.arange(256) * LIMB_DIMMING).astype(np.uint8)
 
 
-def _limb_polygon(a: tuple[float, float], b: tuple[float, float]) -> list[tuple[float, float]]:
-    """Outline of the ellipse spanning joints ``a`` and ``b`` (x, y pixels)."""
-    cx, cy = (a[0] + b[0]) / 2, (a[1] + b[1]) / 2
-    half_length = math.hypot(b[0] - a[0], b[1] - a[1]) / 2
-    angle = math.atan2(b[1] - a[1], b[0] - a[0])
-    cos_a, sin_a = math.cos(angle), math.sin(angle)
-    points = []
-    for i in range(_ELLIPSE_POINTS):
-        t = 2 * math.pi * i / _ELLIPSE_POINTS
-        ex, ey = half_length * math.cos(t), STICK_HALF_WIDTH * math.sin(t)
-        points.append((cx + ex * cos_a - ey * sin_a, cy + ex * sin_a + ey * cos_a))
-    return points
+def _limb_polygon(a: tuple[float, float], b: tuple[float, float]) -> list[tuple[int, int]]:
+    """cv2.ellipse2Poly(int centre, (int(len/2), 4), int(angle), 0, 360, 1) for joints ``a``, ``b`` (x, y px)."""
+    cx, cy = int((a[0] + b[0]) / 2), int((a[1] + b[1]) / 2)
+    half_length = int(math.hypot(b[0] - a[0], b[1] - a[1]) / 2)
+    angle = math.radians(int(math.degrees(math.atan2(a[1] - b[1], a[0] - b[0]))))
+    ex, ey = half_length * _ELLIPSE_COS, STICK_HALF_WIDTH * _ELLIPSE_SIN
+    xs = np.rint(cx + ex * math.cos(angle) - ey * math.sin(angle)).astype(int)   # rint: cvRound's half-to-even
+    ys = np.rint(cy + ex * math.sin(angle) + ey * math.cos(angle)).astype(int)
+    keep = np.ones(xs.shape, dtype=bool)
+    keep[1:] = (np.diff(xs) != 0) | (np.diff(ys) != 0)                           # drop repeated points
+    return list(zip(xs[keep].tolist(), ys[keep].tolist()))
 
 
 def _draw_person(canvas: Image.Image, points: np.ndarray) -> None:
@@ -48,6 +53,7 @@ def _draw_keypoints(canvas: Image.Image, points: np.ndarray) -> None:
     r = KEYPOINT_RADIUS
     for i, (x, y, c) in enumerate(points):
         if c > 0:
+            x, y = int(x), int(y)
             draw.ellipse((x - r, y - r, x + r, y + r), fill=COLORS_RGB[i])
 
 
@@ -58,7 +64,7 @@ def render_frame(frame: dict) -> np.ndarray:
     canvas = Image.new("RGB", (w, h))
     for points in people:
         _draw_person(canvas, points)
-    canvas = Image.fromarray((np.asarray(canvas) * LIMB_DIMMING).astype(np.uint8))
+    canvas = Image.fromarray(_DIM_LUT[np.asarray(canvas)])
     for points in people:
         _draw_keypoints(canvas, points)
     return np.asarray(canvas)
