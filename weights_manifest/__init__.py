@@ -17,7 +17,8 @@ from typing import Any, Optional
 HERE = Path(__file__).resolve().parent
 MANIFEST_PATH = HERE / "manifest.json"
 KEYS_DIR = HERE / "keys"
-WORKFLOWS = ("music_to_dance", "music_to_pose_preview", "champ_pose_driven")
+WORKFLOWS = ("music_to_dance", "music_to_pose_preview", "champ_pose_driven", "motion_to_dance", "music_to_dance_edge",
+             "music_to_skeleton")
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def expected_keys(e: WeightEntry) -> Optional[dict[str, tuple[int, ...]]]:
 
 def readme_table() -> str:
     """The README's weights table, rendered from the manifest (a test keeps them identical)."""
-    rows = ["| id | goes to `models/...` | needed by music_to_dance / music_to_pose_preview / champ_pose_driven | source | licence |",
+    rows = ["| id | goes to `models/...` | needed by " + " / ".join(WORKFLOWS) + " | source | licence |",
             "|---|---|---|---|---|"]
     for e in load_manifest():
         need = " / ".join(e.needed_by(w).split(" (")[0] for w in WORKFLOWS)

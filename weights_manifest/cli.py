@@ -97,10 +97,27 @@ def cmd_fetch(args) -> int:
     return status
 
 
+def _is_edge_checkpoint(path: str) -> bool:
+    """A torch zip whose pickle names EDGE's normalizer classes (peeked at, nothing unpickled)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+            return bool(pickles) and b"dataset.preprocess" in archive.read(pickles[0])
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def cmd_convert(args) -> int:
     from ..m2penc.checkpoint import atomic_write, load_state_dict
     from safetensors.torch import save_file
 
+    if _is_edge_checkpoint(args.src):
+        from ..m2penc.motion.edge.checkpoint import convert_edge_checkpoint
+
+        print(f"wrote {convert_edge_checkpoint(args.src, args.dst)} (EDGE weights + normalizer + config)")
+        return 0
     state = load_state_dict(args.src)
     tensors = {k.removeprefix("module."): v.contiguous() for k, v in state.items()}
     atomic_write(args.dst, lambda tmp: save_file(tensors, tmp))
@@ -134,7 +151,8 @@ def add_parser(subparsers) -> None:
     s = sub.add_parser("fetch", parents=[common], help="download entries from the Hugging Face hub (when online)")
     s.add_argument("ids", nargs="+")
     s.set_defaults(func=cmd_fetch)
-    s = sub.add_parser("convert", help="convert a .pth/.bin/.tar checkpoint to safetensors, safely")
+    s = sub.add_parser("convert", help="convert a .pth/.bin/.tar checkpoint (or EDGE's checkpoint.pt) to "
+                                       "safetensors, safely")
     s.add_argument("src")
     s.add_argument("dst")
     s.set_defaults(func=cmd_convert)

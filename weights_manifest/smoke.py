@@ -26,6 +26,7 @@ SMOKE_FILES = {
     "m2penc": "m2pdance-tiny-m2penc.safetensors",
     "jukebox_vqvae": "m2pdance-tiny-vqvae.safetensors",
     "jukebox_prior": "m2pdance-tiny-prior.safetensors",
+    "edge": "m2pdance-tiny-edge.safetensors",
 }
 
 
@@ -72,10 +73,27 @@ def _write_jukebox(models_dir: Path, seed: int) -> list[Path]:
     return [Path(vqvae), Path(prior)]
 
 
+def _write_edge(models_dir: Path, seed: int) -> list[Path]:
+    """A tiny EDGE reading the 35-d light features in EDGE's real 5-s windows (150 frames at 30 fps)."""
+    from ..m2penc.motion.edge import DanceDecoder, EDGEConfig, EDGEModelBundle, save_edge
+    from ..m2penc.motion.edge.normalizer import MinMaxNormalizer
+
+    config = EDGEConfig.preset("tiny", seq_len=150)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DanceDecoder(config)
+    # identity-like normalisation: contacts in [0, 1], positions and 6D rotations in [-1, 1]
+    low = torch.full((config.nfeats,), -1.0)
+    low[:4] = 0.0
+    normalizer = MinMaxNormalizer.from_data_range(low, torch.ones(config.nfeats))
+    return [save_edge(EDGEModelBundle(model, normalizer, config), models_dir / "edge" / SMOKE_FILES["edge"])]
+
+
 def write_smoke_weights(models_dir: Path | str, seed: int = 0) -> list[Path]:
     """Write every tiny model into ``models_dir`` (a ComfyUI models folder) and the record file."""
     models_dir = Path(models_dir)
-    written = _write_champ(models_dir, seed) + _write_m2penc(models_dir, seed) + _write_jukebox(models_dir, seed)
+    written = (_write_champ(models_dir, seed) + _write_m2penc(models_dir, seed) + _write_jukebox(models_dir, seed)
+               + _write_edge(models_dir, seed))
     record = [{"id": f"smoke:{p.relative_to(models_dir).as_posix()}", "folder": p.parent.relative_to(models_dir).as_posix(),
                "filename": p.name, "bytes": p.stat().st_size, "sha256": _sha256(p)} for p in written]
     atomic_write(models_dir / RECORD, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))

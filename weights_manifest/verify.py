@@ -59,6 +59,15 @@ def read_key_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     return {k.removeprefix("module."): tuple(v.shape) for k, v in obj.items() if hasattr(v, "shape")}
 
 
+def read_edge_key_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """EDGE's checkpoint holds pickled normalizer objects: read it with the code-free EDGE reader."""
+    if Path(path).suffix == ".safetensors":
+        return {k: v for k, v in read_key_shapes(path).items() if not k.startswith("normalizer.")}
+    from ..m2penc.motion.edge.checkpoint import read_edge_checkpoint
+
+    return {k: tuple(v.shape) for k, v in read_edge_checkpoint(path)[0].items()}
+
+
 def verify_file(e: WeightEntry, path: Path, hash_files: bool = True,
                 keys: Optional[dict[str, tuple[int, ...]]] = None) -> FileReport:
     """Check one file; ``keys`` overrides the manifest's key list (used for smoke files)."""
@@ -78,7 +87,7 @@ def verify_file(e: WeightEntry, path: Path, hash_files: bool = True,
             report.problems.append(f"sha256 {got[:16]}..., expected {e.sha256[:16]}... (corrupt or a different file)")
     wanted = keys if keys is not None else expected_keys(e)
     try:
-        found = read_key_shapes(path)
+        found = read_edge_key_shapes(path) if e.id.startswith("edge") else read_key_shapes(path)
     except Exception as exc:  # unreadable header / zip: the file is damaged
         report.problems.append(f"cannot read the file's tensors ({type(exc).__name__}: {exc}); truncated or corrupt")
         found = None

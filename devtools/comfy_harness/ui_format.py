@@ -3,7 +3,8 @@
 ComfyUI core has no converter: the frontend's ``graphToPrompt`` does it. This module follows
 the same rules for the parts our workflows use:
 
-* nodes with ``mode`` 2 (muted) or 4 (bypassed) are left out, with links into them;
+* nodes with ``mode`` 2 (muted) or 4 (bypassed) are left out, with links into them, and so are
+  the frontend-only note nodes (``Note``, ``MarkdownNote``);
 * a node's ``widgets_values`` list is matched, in order, to its widget inputs (INT, FLOAT,
   STRING, BOOLEAN, COMBO without ``forceInput``) as its schema declares them; an INT/FLOAT with
   ``control_after_generate`` holds one extra value (the control mode) after its own, and an
@@ -17,6 +18,8 @@ from typing import Any
 
 _WIDGET_IO = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 _SKIPPED_MODES = (2, 4)
+#: Node types that exist only in the frontend (never sent to the server).
+FRONTEND_ONLY_TYPES = ("Note", "MarkdownNote")
 #: Extra widgets_values slots the frontend stores after an upload combo's own value
 #: (read off ComfyUI frontend 1.27.10's own API->UI conversion: LoadImage's "upload" button stores
 #: "image"; an audio_upload combo stores nothing extra).
@@ -48,7 +51,8 @@ def ui_to_api(workflow: dict, node_classes: dict[str, type]) -> dict[str, dict]:
     """Return the API-format prompt for a UI-format workflow."""
     if "nodes" not in workflow or "links" not in workflow:
         raise WorkflowFormatError("not a UI-format workflow (no 'nodes'/'links'); is it API format already?")
-    active = {n["id"]: n for n in workflow["nodes"] if n.get("mode", 0) not in _SKIPPED_MODES}
+    active = {n["id"]: n for n in workflow["nodes"]
+              if n.get("mode", 0) not in _SKIPPED_MODES and n.get("type") not in FRONTEND_ONLY_TYPES}
     links = {}
     for link in workflow["links"]:
         link_id, origin, origin_slot, target, target_slot = link[:5]
