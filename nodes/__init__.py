@@ -12,12 +12,13 @@ from .jukebox_encode import JukeboxEncode, LoadJukebox
 from .load_music import LoadMusic
 from .m2penc_guidance import LoadM2PEnc, M2PEncGuidanceNode
 from .motion_nodes import LoadMotion, RenderPoseMaps, SaveMotion
+from .motion_sources import BeatChoreographer, LoadEDGE, MusicToMotionEDGE
 from .video_combine import VideoCombine
 
 NODES: list[type[io.ComfyNode]] = [
     LoadMusic, LoadJukebox, JukeboxEncode, LoadM2PEnc, M2PEncGuidanceNode,
     LoadChamp, ChampReferenceUNet, PoseDrivenGuidance, SegmentedDanceSampler, VideoCombine,
-    LoadMotion, RenderPoseMaps, SaveMotion,
+    LoadMotion, RenderPoseMaps, SaveMotion, LoadEDGE, MusicToMotionEDGE, BeatChoreographer,
 ]
 
 

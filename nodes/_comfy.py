@@ -17,7 +17,7 @@ from ..m2penc.errors import WeightsNotFoundError
 from ..m2penc.progress import RunControl
 
 #: Our model categories -> sub-folder of ComfyUI's ``models/``.
-MODEL_FOLDERS: dict[str, str] = {"champ": "champ", "m2penc": "m2penc", "jukebox": "jukebox", "smpl": "smpl"}
+MODEL_FOLDERS: dict[str, str] = {"champ": "champ", "m2penc": "m2penc", "jukebox": "jukebox", "smpl": "smpl", "edge": "edge"}
 #: ComfyUI's own categories we read from (SD-1.5 VAE, CLIP image encoder).
 COMFY_FOLDERS: tuple[str, ...] = ("vae", "clip_vision")
 

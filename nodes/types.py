@@ -15,3 +15,4 @@ ChampClipVision = io.Custom("M2P_CLIP_VISION")  # CLIPVisionModelWithProjection 
 Reference = io.Custom("M2P_REFERENCE")  # encoded reference: latent, CLIP embeds, ReferenceNet input
 PoseKeypoint = io.Custom("POSE_KEYPOINT")  # comfyui_controlnet_aux layout, one dict per frame
 Motion = io.Custom("M2P_MOTION")  # m2penc.motion.SMPLMotion: SMPL poses (N, 24, 3), root path (N, 3), fps
+EDGEModel = io.Custom("M2P_EDGE_MODEL")  # m2penc.motion.edge.EDGEModelBundle: EDGE denoiser + normalizer + config

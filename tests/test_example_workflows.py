@@ -9,7 +9,7 @@ import pytest
 from m2pdance.devtools import comfy_harness as harness
 
 WORKFLOWS = harness.example_workflows()
-EXPECTED = {"motion_to_dance", "music_preview", "music_to_dance", "music_to_pose_preview", "champ_pose_driven"}
+EXPECTED = {"motion_to_dance", "music_to_dance_edge", "music_to_skeleton", "music_preview", "music_to_dance", "music_to_pose_preview", "champ_pose_driven"}
 
 
 @pytest.fixture(autouse=True)

@@ -55,3 +55,44 @@ def test_save_motion_round_trips(nodes, prepared_home, fmt):
     back = load_motion(path)
     assert back.num_frames == motion.num_frames and back.fps == pytest.approx(motion.fps)
     np.testing.assert_allclose(back.trans, motion.trans, atol=1e-5)
+
+
+def _music(nodes, seconds: float = 2.0):
+    return nodes["M2PDanceLoadMusic"].execute("m2pdance_example_music.wav", 0.0, seconds).result[0]
+
+
+def test_music_to_motion_edge_gives_a_30fps_dance_as_long_as_the_music(nodes):
+    from m2pdance.weights_manifest.smoke import SMOKE_FILES
+
+    edge = nodes["M2PDanceLoadEDGE"].execute(SMOKE_FILES["edge"], "fp32").result[0]
+    assert edge.config.feature_kind == "baseline" and edge.config.seq_len == 150
+    run = nodes["M2PDanceMusicToMotionEDGE"].execute
+    motion = run(edge, 0.0, 3, 2.0, music=_music(nodes)).result[0]
+    assert motion.fps == 30.0 and motion.num_frames == 60 and motion.up_axis == "z"
+    assert np.isfinite(motion.poses).all() and np.isfinite(motion.trans).all()
+    again = run(edge, 0.0, 3, 2.0, music=_music(nodes)).result[0]
+    other = run(edge, 0.0, 4, 2.0, music=_music(nodes)).result[0]
+    shorter = run(edge, 1.5, 3, 2.0, music=_music(nodes)).result[0]
+    assert shorter.num_frames == 45
+    np.testing.assert_array_equal(motion.poses, again.poses)                    # same seed, same dance
+    assert not np.allclose(motion.poses, other.poses)
+
+
+def test_a_jukebox_edge_without_load_jukebox_says_what_to_connect(nodes, monkeypatch):
+    from m2pdance.weights_manifest.smoke import SMOKE_FILES
+
+    import dataclasses
+
+    edge = nodes["M2PDanceLoadEDGE"].execute(SMOKE_FILES["edge"], "fp32").result[0]
+    edge = dataclasses.replace(edge, config=type(edge.config).preset("jukebox"))
+    with pytest.raises(Exception, match="connect Load Jukebox"):
+        nodes["M2PDanceMusicToMotionEDGE"].execute(edge, 0.0, 0, 2.0, music=_music(nodes))
+    with pytest.raises(Exception, match="connect music"):
+        nodes["M2PDanceMusicToMotionEDGE"].execute(edge, 0.0, 0, 2.0)
+
+
+def test_beat_choreographer_node_dances_to_the_music(nodes):
+    motion = nodes["M2PDanceBeatChoreographer"].execute(_music(nodes, 4.0), 0, 1.0, 30.0).result[0]
+    assert motion.fps == 30.0 and motion.num_frames == 120 and motion.up_axis == "y"
+    spread = motion.poses.reshape(motion.num_frames, -1).std(axis=0).max()
+    assert spread > 0.1                                                          # it moves
