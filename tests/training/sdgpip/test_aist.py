@@ -1,0 +1,202 @@
+"""The AIST++ source on a tiny folder generated here in the official layout (3 sequences, 16 frames)."""
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from m2pdance.m2penc.body.skeleton import forward_kinematics
+from m2pdance.m2penc.errors import InputError
+from m2pdance.training.sdgpip.aist import AIST_REST_PELVIS_M, AISTDataset
+from m2pdance.training.sdgpip.aist_layout import parse_sequence_name, start_bpm
+
+A, B, C = "gBR_sBM_cAll_d04_mBR0_ch01", "gBR_sFM_cAll_d05_mBR0_ch02", "gHO_sBM_cAll_d19_mHO5_ch03"
+IGNORED = B
+FRAMES, WIDTH, HEIGHT = 16, 256, 192
+SCALING = {A: 93.0, B: 100.0, C: 104.0}
+# c09: 180 degrees about x (camera looks along world -z, image down = world -y), 5 m away, 1 m up.
+C09 = {"name": "c09", "size": [WIDTH, HEIGHT], "matrix": [[120.0, 0, 128.0], [0, 120.0, 96.0], [0, 0, 1]],
+       "distortions": [0.0] * 5, "rotation": [math.pi, 0.0, 0.0], "translation": [0.0, 100.0, 500.0]}
+# c01: 90 degrees about y, R = [[0, 0, 1], [0, 1, 0], [-1, 0, 0]]; anisotropic K.
+C01 = {"name": "c01", "size": [100, 80], "matrix": [[100.0, 0, 50.0], [0, 110.0, 40.0], [0, 0, 1]],
+       "distortions": [0.01, 0, 0, 0, 0], "rotation": [0.0, math.pi / 2, 0.0], "translation": [10.0, 20.0, 600.0]}
+
+
+def _motion_data(seed: int, scaling: float) -> dict:
+    rng = np.random.default_rng(seed)
+    poses = rng.normal(0.0, 0.25, (FRAMES, 72))
+    poses[:, :3] = rng.normal(0.0, 0.1, (FRAMES, 3))                            # roughly upright
+    pelvis_m = np.array([0.1, 0.95, -0.2]) + np.linspace(0, 0.3, FRAMES)[:, None] * [1.0, 0.0, 0.5]
+    return {"smpl_poses": poses, "smpl_trans": pelvis_m * scaling, "smpl_scaling": np.array([scaling]),
+            "smpl_loss": 1.5}
+
+
+def _expected_screen(data: dict) -> np.ndarray:
+    """(N, 24, 2) pixels of the joints in c09, by the module's unit rule and a hand-written projection."""
+    poses = torch.tensor(data["smpl_poses"]).reshape(-1, 24, 3)
+    s = float(data["smpl_scaling"][0])
+    root = torch.tensor(data["smpl_trans"] / s) + torch.tensor(AIST_REST_PELVIS_M, dtype=torch.float64)
+    world = forward_kinematics(poses, root)[0].numpy() * s / 100.0
+    cam = world * [1.0, -1.0, -1.0] + [0.0, 1.0, 5.0]
+    return np.stack([120.0 * cam[..., 0] / cam[..., 2] + 128.0, 120.0 * cam[..., 1] / cam[..., 2] + 96.0], -1)
+
+
+def _write_video(path: Path, screen: np.ndarray) -> None:
+    """16 frames: dark background, a bright box over the frame's joints whose grey level encodes the frame."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=60)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.options = {"crf": "1"}
+        for i in range(FRAMES):
+            image = np.full((HEIGHT, WIDTH, 3), 20, np.uint8)
+            (u0, v0), (u1, v1) = np.floor(screen[i].min(0)).astype(int), np.ceil(screen[i].max(0)).astype(int)
+            image[max(v0, 0):v1, max(u0, 0):u1] = 100 + 9 * i
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+@pytest.fixture(scope="module")
+def aist_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("aist")
+    for sub in ("motions", "splits", "cameras", "music", "videos"):
+        (root / sub).mkdir()
+    for seed, name in enumerate((A, B, C)):
+        data = _motion_data(seed, SCALING[name])
+        with open(root / "motions" / f"{name}.pkl", "wb") as f:
+            pickle.dump(data, f, protocol=4)
+        if name != IGNORED:
+            _write_video(root / "videos" / f"{name.replace('cAll', 'c09')}.mp4", _expected_screen(data))
+    (root / "splits" / "crossmodal_train.txt").write_text(f"{A}\n{B}\n\n{C}\n")
+    (root / "splits" / "crossmodal_val.txt").write_text(f"{A}\n")
+    (root / "splits" / "crossmodal_test.txt").write_text(f"{C}\n")
+    (root / "ignore_list.txt").write_text(f"{B}\ngWA_sFM_cAll_d27_mWA2_ch21\n")
+    (root / "cameras" / "setting1.json").write_text(json.dumps([C01, C09]))
+    (root / "cameras" / "mapping.txt").write_text(f"{A} setting1\n{B} setting1\n{C} setting1\n")
+    t = np.arange(11025) / 22050.0
+    soundfile.write(root / "music" / "mBR0.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 22050)
+    soundfile.write(root / "music" / "mHO5.wav", 0.3 * np.sin(2 * np.pi * 220 * t), 22050)
+    return root
+
+
+def test_sequences_and_ignore_list(aist_root):
+    ds = AISTDataset(aist_root, "train")
+    assert [s.name for s in ds] == [A, C] and len(ds) == 2 and ds.ignored == [B]
+    seq = ds[1]
+    assert (seq.genre, seq.situation, seq.dancer, seq.music_id, seq.choreography, seq.camera_setting) == \
+        ("HO", "BM", "d19", "mHO5", "ch03", "setting1")
+    assert seq.paths.motion == aist_root / "motions" / f"{C}.pkl" and seq.paths.music.name == "mHO5.wav"
+    assert seq.paths.video is None and seq.start_bpm == 135.0
+    assert [s.name for s in AISTDataset(aist_root, "test")] == [C]
+    with pytest.raises(InputError, match=B):
+        ds.sequence(B)
+
+
+def test_start_bpm_and_names():
+    assert [start_bpm(m) for m in ("mBR0", "mPO1", "mLO2", "mMH3", "mLH4", "mWA5", "mKR0", "mJS3", "mJB5")] == \
+        [80, 90, 100, 110, 120, 130, 80, 110, 130]
+    assert (start_bpm("mHO0"), start_bpm("mHO5")) == (110, 135)
+    name = parse_sequence_name("gJB_sFM_c09_d08_mJB2_ch11")
+    assert (name.genre, name.camera, name.music_id) == ("JB", "c09", "mJB2")
+    for bad in ("gXX_sBM_cAll_d04_mBR0_ch01", "gBR_sBM_cAll_d04_mBR0", "gBR_sBM_cAll_d4_mBR0_ch01", "mBR0.wav"):
+        with pytest.raises(InputError, match="not an AIST\\+\\+ sequence name") as err:
+            parse_sequence_name(bad)
+        assert repr(bad) in str(err.value)
+    with pytest.raises(InputError, match="mZZ1"):
+        start_bpm("mZZ1")
+
+
+def test_motion_values(aist_root):
+    ds = AISTDataset(aist_root, "train")
+    data = _motion_data(0, SCALING[A])
+    motion = ds.motion(A)
+    assert motion.num_frames == FRAMES and motion.fps == 60.0 and motion.up_axis == "y"
+    np.testing.assert_allclose(motion.trans, data["smpl_trans"] / SCALING[A], rtol=1e-6)
+    np.testing.assert_allclose(motion.poses.reshape(FRAMES, 72), data["smpl_poses"], rtol=1e-6, atol=1e-7)
+    assert ds.scaling(A) == SCALING[A]
+    music = ds.music(C)
+    assert music["sample_rate"] == 22050 and tuple(music["waveform"].shape) == (1, 1, 11025)
+
+
+def test_camera_mapping(aist_root):
+    ds = AISTDataset(aist_root, "train")
+    cam = ds.camera(A, "c01")
+    torch.testing.assert_close(cam.intrinsics, torch.tensor(C01["matrix"]))
+    torch.testing.assert_close(cam.rotation, torch.tensor([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(cam.translation, torch.tensor([0.1, 0.2, 6.0]))
+    # (1, 2, 3) m -> R p + t = (3.1, 2.2, 5.0) -> u = 100 * 3.1 / 5 + 50 = 112, v = 110 * 2.2 / 5 + 40 = 88.4
+    torch.testing.assert_close(cam.to_screen(torch.tensor([1.0, 2.0, 3.0])), torch.tensor([112.0, 88.4, 5.0]))
+    c09 = ds.camera(C)                                                       # default view
+    assert (c09.width, c09.height) == (WIDTH, HEIGHT)
+    # (0.5, 1.2, 1.0) m -> (0.5, -0.2, 4.0) -> u = 120 * 0.5 / 4 + 128 = 143, v = 120 * -0.2 / 4 + 96 = 90
+    torch.testing.assert_close(c09.to_screen(torch.tensor([0.5, 1.2, 1.0])), torch.tensor([143.0, 90.0, 4.0]))
+    with pytest.raises(InputError, match="c05"):
+        ds.camera(A, "c05")
+
+
+def test_crop_covers_projected_joints(aist_root):
+    ds = AISTDataset(aist_root, "train")
+    for seed, name in ((0, A), (2, C)):
+        expected = _expected_screen(_motion_data(seed, SCALING[name]))
+        np.testing.assert_allclose(ds.projected_joints(name)[..., :2].numpy(), expected, atol=1e-3)
+        box = ds.dancer_crop(name)
+        assert box.side > 0 and 0 <= box.left and box.left + box.side <= WIDTH
+        assert 0 <= box.top and box.top + box.side <= HEIGHT
+        assert box.left < expected[..., 0].min() and expected[..., 0].max() < box.left + box.side
+        assert box.top < expected[..., 1].min() and expected[..., 1].max() < box.top + box.side
+        extent = max(np.ptp(expected[..., 0]), np.ptp(expected[..., 1]))
+        assert box.side < 2.0 * extent                                       # tight-ish, not the whole image
+
+
+def test_video_frames(aist_root):
+    ds = AISTDataset(aist_root, "train", need_video=True)
+    assert ds[0].paths.video == aist_root / "videos" / "gBR_sBM_c09_d04_mBR0_ch01.mp4"
+    frames = list(ds.video_frames(A, size=32, fps=30))
+    assert len(frames) == FRAMES // 2
+    assert all(f.shape == (32, 32, 3) and f.dtype == np.uint8 for f in frames)
+    levels = [float(np.percentile(f, 95)) for f in frames]                  # the box's grey: 100 + 9 * source frame
+    np.testing.assert_allclose(levels, [100 + 18 * k for k in range(FRAMES // 2)], atol=6)
+    with av.open(str(ds[0].paths.video)) as c:
+        whole = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    assert (frames[0] > 60).mean() > 4 * (whole > 60).mean()                  # the crop is about the dancer
+    assert len(list(ds.video_frames(A, size=16))) == FRAMES
+
+
+def test_missing_items_one_error(aist_root, tmp_path):
+    root = tmp_path / "partial"
+    shutil.copytree(aist_root, root)
+    (root / "motions" / f"{A}.pkl").unlink()
+    (root / "motions" / f"{B}.pkl").unlink()                                 # ignored: not required
+    (root / "music" / "mHO5.wav").unlink()
+    (root / "cameras" / "setting1.json").unlink()
+    (root / "videos" / f"{C.replace('cAll', 'c09')}.mp4").unlink()
+    with pytest.raises(InputError) as err:
+        AISTDataset(root, "train", need_video=True)
+    message = str(err.value)
+    for item in (f"{A}.pkl", "mHO5.wav", "setting1.json", "gHO_sBM_c09_d19_mHO5_ch03.mp4", "official AIST++ layout"):
+        assert item in message
+    assert f"{B}.pkl" not in message and "4 problem(s)" in message
+
+
+def test_empty_folder_and_bad_split_line(tmp_path, aist_root):
+    with pytest.raises(InputError) as err:
+        AISTDataset(tmp_path, "val")
+    message = str(err.value)
+    for item in ("motions/", "cameras/", "music/", "crossmodal_val.txt", "ignore_list.txt"):
+        assert item in message
+    with pytest.raises(InputError, match="does not exist"):
+        AISTDataset(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="split must be one of"):
+        AISTDataset(aist_root, "validation")
+    root = tmp_path / "badline"
+    shutil.copytree(aist_root, root)
+    (root / "splits" / "crossmodal_test.txt").write_text(f"{C}\ngBR_sBM_cAll_d04_mBR0\n")
+    with pytest.raises(InputError, match="line 2 'gBR_sBM_cAll_d04_mBR0' is not an AIST"):
+        AISTDataset(root, "test")
