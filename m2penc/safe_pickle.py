@@ -9,7 +9,11 @@ refused *before* it is imported or called, so nothing from a refused file runs.
   scalars as numpy 1.x (``numpy.core``) and 2.x (``numpy._core``) pickle them at any protocol,
   builtin containers, ``collections.OrderedDict``, and ``_codecs.encode`` limited to latin-1 (how
   protocol 2 pickles ``bytes``). ``bytes``/``bytearray`` are built only from data, never from a
-  size (``bytes(10**12)`` would fill memory).
+  size (``bytes(10**12)`` would fill memory); arrays likewise (``numpy.ndarray(shape)`` is
+  refused, ``_reconstruct`` only makes numpy's empty placeholder). Arrays and scalars are built
+  only with plain number/bool/string dtypes, re-made from their type string: an object dtype (or
+  one whose pickled flags claim to hold objects) would make numpy read the file's bytes as
+  object pointers, which crashes the process or worse.
 * A reader adds the foreign classes its files hold through :attr:`PickleRules.records`: a mapping
   from ``(module, name)`` to a safe stand-in of our own, usually an :class:`InertRecord` subclass
   that keeps the object's pickled state as data and never runs the original class's code
@@ -135,14 +139,80 @@ def _numpy_core(submodule: str) -> Any:
         return importlib.import_module(f"numpy.core.{submodule}")
 
 
+#: dtype kinds an array or scalar in a pickle may have: bool, integers, floats, complex, bytes, text.
+_PLAIN_KINDS = "biufcSU"
+
+
+def _plain_dtype(dtype: Any) -> Any:
+    """A fresh dtype equal to ``dtype`` if it is a plain number/bool/string type, else :class:`Refused`.
+
+    Re-made from its type string, so nothing a pickle set on the original (``BUILD`` can set a
+    dtype's flags, fields and sizes, even after an array uses it) reaches the array.
+    """
+    import numpy as np
+
+    if not isinstance(dtype, np.dtype):
+        raise Refused(f"a numpy array or scalar whose dtype is a {type(dtype).__name__}")
+    if dtype.hasobject or dtype.names is not None or dtype.subdtype is not None or dtype.kind not in _PLAIN_KINDS:
+        raise Refused(f"a numpy array or scalar of dtype kind {dtype.kind!r} (only numbers, booleans and "
+                      f"strings: object, record and raw-byte dtypes let a file forge object pointers)")
+    return np.dtype(dtype.str)
+
+
+@functools.lru_cache(maxsize=None)
+def _array_type() -> type:
+    """The ``numpy.ndarray`` a pickle gets: built only by ``_reconstruct``, filled by a checked ``__setstate__``."""
+    import numpy as np
+
+    class ndarray(np.ndarray):  # noqa: N801 - named as numpy's, for messages
+        """Stand-in for ``numpy.ndarray`` while unpickling; :func:`read_pickle` returns plain arrays."""
+
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            raise refused_global("numpy", "ndarray", "called to allocate an array; arrays are built from their data")
+
+        def __setstate__(self, state: Any) -> None:
+            if not isinstance(state, tuple) or len(state) not in (4, 5):
+                raise pickle.UnpicklingError(f"unexpected numpy array state {type(state).__name__}")
+            *version, shape, dtype, fortran, data = state
+            if not isinstance(data, (bytes, str)):
+                raise Refused(f"a numpy array whose data is a {type(data).__name__} (only raw bytes)")
+            super().__setstate__((*version, shape, _plain_dtype(dtype), fortran, data))
+
+    ndarray.__qualname__ = "ndarray"
+    return ndarray
+
+
+def _reconstruct(cls: Any, shape: Any, typecode: Any) -> Any:
+    """numpy's ``_reconstruct`` as its pickles call it: the empty ``(0,)`` placeholder that BUILD fills."""
+    array = _array_type()
+    if cls is not array or not isinstance(shape, tuple) or shape != (0,):
+        what = getattr(cls, "__qualname__", cls)
+        raise refused_global("numpy.core.multiarray", "_reconstruct",
+                             f"for {what} of shape {shape!r}; only numpy's (0,) placeholder")
+    return _numpy_core("multiarray")._reconstruct(array, shape, typecode)
+
+
+def _scalar(dtype: Any, *data: Any) -> Any:
+    """numpy's ``scalar(dtype, bytes)`` with a plain dtype."""
+    if len(data) > 1 or (data and not isinstance(data[0], (bytes, str))):
+        raise refused_global("numpy.core.multiarray", "scalar", "only from a dtype and raw bytes")
+    return _numpy_core("multiarray").scalar(_plain_dtype(dtype), *data)
+
+
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, *rest: Any) -> Any:
+    """numpy's ``_frombuffer`` (protocol 5) with a plain dtype; the array refuses a later BUILD as above."""
+    if not isinstance(buf, (bytes, bytearray)):
+        raise refused_global("numpy.core.numeric", "_frombuffer", f"from a {type(buf).__name__}; only from bytes")
+    return _numpy_core("numeric")._frombuffer(buf, _plain_dtype(dtype), shape, order, *rest).view(_array_type())
+
+
 @functools.lru_cache(maxsize=None)
 def base_globals() -> Mapping[GlobalKey, Any]:
     """The globals every reader allows: numpy arrays/dtypes/scalars, builtin containers, latin-1 bytes."""
     import numpy as np
 
-    multiarray, numeric = _numpy_core("multiarray"), _numpy_core("numeric")
     table: dict[GlobalKey, Any] = {
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _array_type(),
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,
         ("collections", "OrderedDict"): collections.OrderedDict,
@@ -150,10 +220,41 @@ def base_globals() -> Mapping[GlobalKey, Any]:
     table.update({("builtins", name): getattr(builtins, name) for name in _CONTAINERS})
     table.update({("builtins", kind.__name__): _bytes_from_data(kind) for kind in (bytes, bytearray)})
     for prefix in ("numpy.core", "numpy._core"):  # files name the path of the numpy that wrote them
-        table[(f"{prefix}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        table[(f"{prefix}.multiarray", "scalar")] = multiarray.scalar
-        table[(f"{prefix}.numeric", "_frombuffer")] = numeric._frombuffer
+        table[(f"{prefix}.multiarray", "_reconstruct")] = _reconstruct
+        table[(f"{prefix}.multiarray", "scalar")] = _scalar
+        table[(f"{prefix}.numeric", "_frombuffer")] = _frombuffer
     return MappingProxyType(table)
+
+
+def _plain_arrays(value: Any, memo: dict[int, tuple[Any, Any]]) -> Any:
+    """``value`` with the unpickler's array stand-ins turned into plain ``numpy.ndarray`` views, in place.
+
+    ``memo``: ``id -> (original, replacement)`` (the original is kept alive so ids stay unique).
+    """
+    known = memo.get(id(value))
+    if known is not None:
+        return known[1]
+    if isinstance(value, _array_type()):
+        import numpy as np
+
+        plain = value.view(np.ndarray)
+        memo[id(value)] = (value, plain)
+        return plain
+    memo[id(value)] = (value, value)
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            value[i] = _plain_arrays(item, memo)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _plain_arrays(item, memo)
+    elif isinstance(value, InertRecord):
+        _plain_arrays(value.__dict__, memo)
+    elif type(value) is tuple:
+        items = tuple(_plain_arrays(item, memo) for item in value)
+        if any(a is not b for a, b in zip(items, value)):
+            memo[id(value)] = (value, items)
+            return items
+    return value
 
 
 class SafeUnpickler(pickle.Unpickler):
@@ -195,7 +296,7 @@ def read_pickle(file: BinaryIO, source: str, rules: PickleRules = PickleRules())
         rules.error: a refused global or persistent id, or a truncated/corrupt pickle.
     """
     try:
-        return SafeUnpickler(file, rules).load()
+        return _plain_arrays(SafeUnpickler(file, rules).load(), {})
     except M2PDanceError:  # raised on purpose by a rules.persistent_load hook: already explains itself
         raise
     except Refused as e:

@@ -72,6 +72,8 @@ class MusicToMotionEDGE(io.ComfyNode):
     def execute(cls, edge, seconds, seed, guidance, music=None, jukebox=None, music_features=None) -> io.NodeOutput:
         control = _comfy.run_control()
         if music_features is not None:
+            if not seconds and music_features.num_frames / music_features.fps > MAX_SECONDS:
+                raise InputError(f"music features longer than {MAX_SECONDS:.0f} s; trim the music or set seconds")
             return io.NodeOutput(edge_motion(edge, music_features.features, seed=seed, guidance_weight=guidance,
                                              seconds=seconds or None, control=control,
                                              features_fps=music_features.fps, feature_kind=music_features.kind))

@@ -96,3 +96,16 @@ def test_beat_choreographer_node_dances_to_the_music(nodes):
     assert motion.fps == 30.0 and motion.num_frames == 120 and motion.up_axis == "y"
     spread = motion.poses.reshape(motion.num_frames, -1).std(axis=0).max()
     assert spread > 0.1                                                          # it moves
+
+
+def test_music_to_motion_edge_bounds_the_length_of_features_too(nodes, monkeypatch):
+    import sys
+    import types
+
+    node = nodes["M2PDanceMusicToMotionEDGE"]
+    monkeypatch.setattr(sys.modules[node.__module__], "edge_motion",
+                        lambda *a, **k: pytest.fail("EDGE ran on 20 minutes of features"))
+    features = torch.zeros(20 * 60 * 30, 35)
+    music_features = types.SimpleNamespace(features=features, fps=30.0, kind="baseline", num_frames=len(features))
+    with pytest.raises(Exception, match="longer than 600 s"):
+        node.execute(object(), 0.0, 0, 2.0, music_features=music_features)

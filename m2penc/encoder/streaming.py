@@ -8,8 +8,9 @@ length (``config.window_frames``, 75 = 5 s at 15 fps) laid out with ``overlap`` 
 windows (:func:`..sampling.blend_weights`). The layout does not depend on what is requested, so
 every frame's guidance is the same whichever segment asks for it.
 
-Window outputs stay on the model's device, and are kept in a cache bounded in bytes
-(``cache_bytes``, default 2 GiB: 5 windows of paper-size guidance in fp32, ~25 s of music). The
+Window outputs stay on the model's device in its dtype, and are kept in a cache bounded in bytes
+(``cache_bytes``, default 2 GiB: 5 windows of paper-size guidance in fp32, 10 in fp16, i.e. 25-50 s
+of music); :meth:`release` frees it. The
 skeleton preview (:meth:`keypoint_heatmaps`) and the sampler use the same object, so for any song
 whose windows fit the cache, M2PEnc runs once per window for both; longer songs recompute the
 windows that were evicted, never more than once per segment.
@@ -60,7 +61,7 @@ class M2PEncGuidance:
         self._cache: OrderedDict[int, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
     def _run_window(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(guidance (C, W, G, G), heatmaps (K, W, G, G)) float32 of window ``index``, on the model's device."""
+        """(guidance (C, W, G, G), heatmaps (K, W, G, G)) of window ``index`` in the model's dtype and device."""
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]
@@ -69,7 +70,7 @@ class M2PEncGuidance:
         chunk = self.features[start:start + self.window].to(device=param.device, dtype=param.dtype)
         with torch.no_grad():
             out = self.model(chunk[None])
-        result = (out.guidance[0].float(), out.heatmaps[0].float())
+        result = (out.guidance[0], out.heatmaps[0])      # kept in the model's dtype: half the bytes in fp16
         self._cache[index] = result
         size = sum(t.numel() * t.element_size() for t in result)
         while len(self._cache) > 1 and len(self._cache) * size > self.cache_bytes:
@@ -84,7 +85,7 @@ class M2PEncGuidance:
             a, b = max(lo, start), min(hi, start + self.window)
             if a >= b:
                 continue
-            values = self._run_window(index)[which]
+            values = self._run_window(index)[which].float()
             weight = blend_weights(self.starts, index, self.window)[a - start:b - start].to(values.device)
             if total is None:
                 total = values.new_zeros(values.shape[0], hi - lo, *values.shape[2:])
@@ -104,6 +105,10 @@ class M2PEncGuidance:
         block = self._blend(lo, hi, 0)
         block = block.index_select(1, (idx - lo).to(block.device))         # (C, F, G, G)
         return resize_guidance(block[None], latent_hw).to(device=device, dtype=dtype)
+
+    def release(self) -> None:
+        """Drop the cached window outputs (they are recomputed on the next request)."""
+        self._cache.clear()
 
     def keypoint_heatmaps(self, control: RunControl = NO_CONTROL) -> Iterator[torch.Tensor]:
         """Yield cross-faded heatmaps ``(F_i, K, G, G)`` (model device) in consecutive chunks covering every frame once."""

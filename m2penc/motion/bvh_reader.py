@@ -27,6 +27,9 @@ from .euler import euler_to_matrix
 from .format import SMPLMotion
 
 _ALIASES = {n.lower(): j for names in (SMPL_JOINT_NAMES, JOINT_NAMES) for j, n in enumerate(names)}
+#: Deepest joint nesting read (SMPL's is 8; full hand rigs stay far below), and the largest file.
+MAX_DEPTH = 256
+MAX_BVH_BYTES = 1024 ** 3
 _CHANNELS = {f"{a}{kind}" for a in "XYZ" for kind in ("position", "rotation")}
 
 
@@ -83,7 +86,9 @@ class _Parser:
         self.offset()
         self.expect("}")
 
-    def joint(self, parent: Optional[int]) -> None:
+    def joint(self, parent: Optional[int], depth: int = 0) -> None:
+        if depth > MAX_DEPTH:
+            raise self.fail(f"joints nested deeper than {MAX_DEPTH} levels")
         index = len(self.joints)
         joint = _Joint(self.next(), parent, np.zeros(3))
         self.joints.append(joint)
@@ -91,7 +96,7 @@ class _Parser:
         joint.offset = self.offset()
         self.expect("CHANNELS")
         count = self.next()
-        if not count.isdigit():
+        if not (count.isascii() and count.isdigit()):
             self.pos -= 1
             raise self.fail("expected the number of channels")
         for _ in range(int(count)):
@@ -104,7 +109,7 @@ class _Parser:
         while True:
             word = self.next()
             if word.upper() == "JOINT":
-                self.joint(index)
+                self.joint(index, depth + 1)
             elif word.upper() == "END":
                 self.end_site()
             elif word == "}":
@@ -221,6 +226,10 @@ def read_bvh(path: Union[str, os.PathLike]) -> SMPLMotion:
     """Load the BVH file at ``path`` (see the module docstring for what is accepted)."""
     name = os.path.basename(os.fspath(path))
     try:
+        size = os.path.getsize(path)
+        if size > MAX_BVH_BYTES:
+            raise InputError(f"{name}: {size} bytes is more than the {MAX_BVH_BYTES} a BVH motion may be; "
+                             "it was not read")
         with open(path, encoding="utf-8-sig", errors="replace") as f:
             text = f.read()
     except FileNotFoundError:

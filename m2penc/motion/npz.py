@@ -18,6 +18,9 @@ from .format import SMPLMotion
 
 REQUIRED_KEYS = ("poses", "trans", "fps", "up_axis")
 OPTIONAL_KEYS = ("betas",)
+#: Largest motion .npz read, by the sizes its arrays declare (an hour of 60 fps motion is ~25 MB).
+MAX_NPZ_BYTES = 2 * 1024 ** 3
+_NPY_MAGIC = b"\x93NUMPY"
 
 
 def write_npz(motion: SMPLMotion, file: BinaryIO) -> None:
@@ -37,10 +40,29 @@ def _scalar(arrays: dict[str, np.ndarray], key: str, kind: str, name: str) -> np
     return value.reshape(())
 
 
+def _check_archive(path: Union[str, os.PathLike], name: str) -> None:
+    """A zip whose members declare at most :data:`MAX_NPZ_BYTES` in all, checked before numpy reads a byte.
+
+    numpy allocates each array at the size its header claims and reads (or decompresses) into it, so
+    a small file could otherwise claim gigabytes; a bare ``.npy`` would be read whole before refusal.
+    """
+    with open(path, "rb") as f:
+        magic = f.read(len(_NPY_MAGIC))
+    if magic == _NPY_MAGIC:
+        raise InputError(f"{name}: holds a single .npy array, not a motion .npz; expected the arrays "
+                         f"{list(REQUIRED_KEYS)} saved with numpy.savez")
+    with zipfile.ZipFile(path) as archive:
+        declared = sum(info.file_size for info in archive.infolist())
+    if declared > MAX_NPZ_BYTES:
+        raise InputError(f"{name}: its arrays declare {declared} bytes, more than the {MAX_NPZ_BYTES} a motion .npz "
+                         f"may hold; it was not read")
+
+
 def read_npz(path: Union[str, os.PathLike]) -> SMPLMotion:
     """Load a motion ``.npz`` written by :func:`write_npz` (or by hand with the same arrays)."""
     name = os.path.basename(os.fspath(path))
     try:
+        _check_archive(path, name)
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise InputError(f"{name}: holds a single .npy array, not a motion .npz; expected the arrays "
@@ -51,7 +73,7 @@ def read_npz(path: Union[str, os.PathLike]) -> SMPLMotion:
         raise
     except FileNotFoundError:
         raise InputError(f"motion file not found: {path}") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except (ValueError, OSError, EOFError, MemoryError, zipfile.BadZipFile) as e:
         raise InputError(f"{name}: not a readable motion .npz ({e}); arrays stored as Python objects are "
                          f"refused (allow_pickle=False). Re-save it with numpy.savez and plain arrays") from None
     if not arrays:

@@ -39,6 +39,10 @@ _FACE_BITS = 32
 #: A pixel centre counts as inside when every barycentric is >= -this: no cracks between triangles
 #: sharing an edge through a pixel centre (each evaluates its own planes, so rounding differs).
 _EDGE_EPS = 1e-6
+#: ... but never more than this many pixels outside an edge: a barycentric tolerance is a distance
+#: of up to ``tolerance * longest side``, so triangles longer than 10^4 px (a vertex near the
+#: camera plane) get a smaller one; otherwise a 10^6 px triangle would bleed a pixel past its edges.
+_EDGE_BLEED_PX = 0.01
 #: Smallest candidate tile side; tiles double per side up to the box size.
 _MIN_TILE = 4
 
@@ -96,6 +100,7 @@ class _Triangles:
     planes: torch.Tensor     # (9, T): l0 = c0 + a0 dx + b0 dy, l1 likewise, 1/z likewise; dx, dy from the box corner
     inv_z: torch.Tensor      # (3, T): 1/z at the three corners
     clipped: torch.Tensor    # bool: the box touches or crosses the image border
+    tolerance: torch.Tensor  # inside test: every barycentric >= -tolerance
 
 
 def _check(screen: torch.Tensor, faces: torch.Tensor, height: int, width: int) -> None:
@@ -137,7 +142,9 @@ def _triangles(screen: torch.Tensor, faces: torch.Tensor, height: int, width: in
     planes = torch.stack([c0, a0, b0, c1, a1, b1, iz[2] + c0 * d0 + c1 * d1, a0 * d0 + a1 * d1, b0 * d0 + b1 * d1])
     frame = torch.div(tri, f, rounding_mode="floor")
     origin = frame * (height * width) + y0.long() * width + x0.long()
-    return _Triangles(tri, origin, (x1 - x0 + 1).long(), (y1 - y0 + 1).long(), planes, iz, clipped > 0)
+    longest = torch.stack([torch.hypot(x[k] - x[k - 1], y[k] - y[k - 1]) for k in range(3)]).amax(0)
+    tolerance = (_EDGE_BLEED_PX / longest).clamp(max=_EDGE_EPS)
+    return _Triangles(tri, origin, (x1 - x0 + 1).long(), (y1 - y0 + 1).long(), planes, iz, clipped > 0, tolerance)
 
 
 def _buckets(tris: _Triangles) -> list[tuple[torch.Tensor, int, int, bool]]:
@@ -156,7 +163,7 @@ def _nearest_keys(tris: _Triangles, index: torch.Tensor, tile_h: int, tile_w: in
     """Steps 2-3 for triangles ``index``, each tested on a ``tile_h x tile_w`` grid of pixel centres
     from its box corner: pack (1/z, triangle) of the covering ones and keep the per-pixel maximum in ``zbuf``.
 
-    Tile cells beyond a box are outside its triangle (up to ``_EDGE_EPS``, which can only reach the
+    Tile cells beyond a box are outside its triangle (up to its tolerance, which can only reach the
     next pixel); boxes at the image border also get an explicit box test so no index leaves the image.
     """
     device = zbuf.device
@@ -165,7 +172,8 @@ def _nearest_keys(tris: _Triangles, index: torch.Tensor, tile_h: int, tile_w: in
     dy = torch.arange(tile_h, device=device, dtype=torch.float32).view(1, -1, 1)
     l0 = p[0] + p[1] * dx + p[2] * dy                                      # (T, tile_h, tile_w)
     l1 = p[3] + p[4] * dx + p[5] * dy
-    inside = torch.minimum(torch.minimum(l0, l1), 1 - l0 - l1) >= -_EDGE_EPS
+    tolerance = tris.tolerance.index_select(0, index).view(-1, 1, 1)
+    inside = torch.minimum(torch.minimum(l0, l1), 1 - l0 - l1) >= -tolerance
     if clipped:
         inside &= (dx < tris.box_w.index_select(0, index).view(-1, 1, 1))
         inside &= (dy < tris.box_h.index_select(0, index).view(-1, 1, 1))

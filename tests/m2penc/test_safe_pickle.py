@@ -256,3 +256,62 @@ def test_persistent_ids_are_refused_unless_the_reader_resolves_them(tmp_path):
         load_pickle(path)
     rules = PickleRules(persistent_load=lambda pid: np.full(2, float(pid[1])))
     np.testing.assert_array_equal(load_pickle(path, rules)["weight"], [0.0, 0.0])
+
+
+def _forged_pickles():
+    """Pickles naming only allowed globals whose arrays would make numpy read file bytes as object pointers."""
+    reconstruct = _numpy_reconstruct()
+    forged_f8 = _State(np.dtype, ("f8", False, True), (3, "<", None, None, None, -1, -1, 63))  # flags: "holds objects"
+    return {
+        "object_list": _State(reconstruct, (np.ndarray, (0,), b"b"), (1, (1000,), np.dtype("O"), False, [1, 2])),
+        "forged_flags": _State(reconstruct, (np.ndarray, (0,), b"b"), (1, (2,), forged_f8, False, b"\x01" * 16)),
+        "void_flags": _State(reconstruct, (np.ndarray, (0,), b"b"),
+                             (1, (2,), _State(np.dtype, ("V8", False, True), (3, "|", None, None, None, 8, 1, 63)),
+                              False, b"\x01" * 16)),
+    }
+
+
+def _numpy_reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+class _State:
+    """Pickles as ``target(*args)`` followed by BUILD with ``state``."""
+
+    def __init__(self, target, args, state):
+        self.target, self.args, self.state = target, args, state
+
+    def __reduce__(self):
+        return self.target, self.args, self.state
+
+
+@pytest.mark.parametrize("name", ["object_list", "forged_flags", "void_flags"])
+def test_object_dtypes_are_refused_without_crashing(tmp_path, name):
+    """numpy would dereference the file's bytes as PyObject pointers (a segfault in numpy 2.4); run in a child."""
+    path = _write(tmp_path / f"{name}.pkl", {"smpl_poses": _forged_pickles()[name]}, 2)
+    code = ("import sys\nfrom m2pdance.m2penc.safe_pickle import load_pickle\nfrom m2pdance.m2penc.errors import "
+            "InputError\ntry:\n    load_pickle(sys.argv[1])\nexcept InputError as e:\n    print('REFUSED', e)\n"
+            "else:\n    print('LOADED')\n")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"the loader crashed (exit {done.returncode}): {done.stderr[-500:]}"
+    assert done.stdout.startswith("REFUSED") and "no code from the file was run" in done.stdout, done.stdout
+
+
+def test_arrays_are_never_allocated_from_a_size(tmp_path):
+    with pytest.raises(InputError, match=r"refused to load the global 'numpy\.ndarray' \(called to allocate"):
+        load_pickle(_write(tmp_path / "alloc.pkl", {"a": _Reduce(np.ndarray, (10 ** 6, 72))}, 2))
+    with pytest.raises(InputError, match=r"'numpy\.core\.multiarray\._reconstruct' \(for ndarray of shape \(1000000"):
+        load_pickle(_write(tmp_path / "big.pkl", {"a": _Reduce(_numpy_reconstruct(), np.ndarray, (10 ** 6,), b"b")}, 2))
+
+
+def test_loaded_arrays_are_plain_ndarrays(tmp_path):
+    data = {"a": np.arange(3.0), "t": (np.zeros(2), 1), "l": [np.ones(1)]}
+    for protocol in PROTOCOLS:
+        loaded = load_pickle(_write(tmp_path / f"p{protocol}.pkl", data, protocol))
+        arrays = [loaded["a"], loaded["t"][0], loaded["l"][0]]
+        assert all(type(a) is np.ndarray for a in arrays), [type(a) for a in arrays]
+        np.testing.assert_array_equal(loaded["t"][0], np.zeros(2))

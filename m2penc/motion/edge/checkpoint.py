@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import zipfile
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ NORMALIZER_KEY = "m2pdance.edge_normalizer"
 SOURCE = "EDGE (Tseng, Castellon, Liu, CVPR 2023), https://github.com/Stanford-TML/EDGE, checkpoint.pt"
 LICENSE = ("EDGE code: MIT. Weights: released by the EDGE authors, trained on AIST++ (annotations CC BY 4.0); "
            "follow their terms when redistributing")
+#: Most bytes read from one checkpoint, all records together (EDGE's EMA weights are ~200 MB).
+MAX_READ_BYTES = MAX_PICKLE_BYTES
 _STORAGES = {"FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
              "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
              "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
@@ -93,7 +96,8 @@ class _Storage:
 def _storage_ref(pid: Any) -> _Storage:
     """``persistent_load`` for ``('storage', torch.<T>Storage, key, location, numel)``; the location is ignored."""
     if (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)
-            and isinstance(pid[2], str) and isinstance(pid[4], int) and pid[4] >= 0):
+            and isinstance(pid[1].dtype, torch.dtype) and isinstance(pid[2], str) and isinstance(pid[4], int)
+            and pid[4] >= 0):
         return _Storage(pid[2], pid[1].dtype, pid[4])
     raise WeightsError(f"unexpected torch storage reference {pid!r} (not a torch.save storage id)")
 
@@ -105,7 +109,7 @@ def _ints(value: Any) -> tuple[int, ...]:
 
 
 def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_ignored: Any) -> _TensorRef:
-    """``torch._utils._rebuild_tensor_v2`` as data: checks the view lies inside the storage."""
+    """``torch._utils._rebuild_tensor_v2`` as data: checks the view lies inside the storage and is no larger."""
     if not isinstance(storage, _Storage):
         raise WeightsError(f"a tensor is built from a {type(storage).__name__}, not a torch storage")
     key, dtype, numel = storage.key, storage.dtype, storage.numel
@@ -113,9 +117,9 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_ignored
     if not isinstance(offset, int) or len(size) != len(stride) or offset < 0:
         raise WeightsError(f"bad tensor view (offset {offset!r}, size {size}, stride {stride}) in a torch.save file")
     end = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1 if all(size) else offset
-    if end > numel:
-        raise WeightsError(f"tensor view (offset {offset}, size {size}, stride {stride}) runs past its "
-                           f"{numel}-item storage {key!r}; the file is corrupt")
+    if end > numel or math.prod(size) > max(numel, 1):
+        raise WeightsError(f"tensor view (offset {offset}, size {size}, stride {stride}) runs past or is larger "
+                           f"than its {numel}-item storage {key!r}; the file is corrupt")
     return _TensorRef(key, dtype, numel, offset, size, stride)
 
 
@@ -144,10 +148,10 @@ class _TorchZip:
         if len(pickles) != 1:
             raise WeightsError(f"{path}: expected one <folder>/data.pkl in the torch zip, found {pickles}")
         self.folder = pickles[0][:-len("data.pkl")]
-        order = self.folder + "byteorder"
-        if order in self.zip.namelist() and self.zip.read(order).strip() != b"little":
-            raise WeightsError(f"{path}: big-endian torch file; re-save it on a little-endian machine")
         self._storages: dict[str, torch.Tensor] = {}
+        self._bytes_read = 0
+        if self.folder + "byteorder" in self.zip.namelist() and self._read("byteorder", limit=16).strip() != b"little":
+            raise WeightsError(f"{path}: big-endian torch file; re-save it on a little-endian machine")
 
     def __enter__(self) -> "_TorchZip":
         return self
@@ -155,15 +159,21 @@ class _TorchZip:
     def __exit__(self, *exc: Any) -> None:
         self.zip.close()
 
-    def _read(self, name: str, size: Optional[int] = None) -> bytes:
-        """Record ``name``; if ``size`` is given the record must hold exactly that many bytes (checked first)."""
+    def _read(self, name: str, size: Optional[int] = None, limit: int = MAX_PICKLE_BYTES) -> bytes:
+        """Record ``name``; if ``size`` is given the record must hold exactly that many bytes (checked first).
+
+        Sizes are the zip's declared ones (reading never goes past them), checked against ``limit``
+        per record and :data:`MAX_READ_BYTES` for the whole file before anything is read.
+        """
         try:
             found = self.zip.getinfo(self.folder + name).file_size
             if size is not None and found != size:
                 raise WeightsError(f"{self.path}: record {name} holds {found} bytes, expected {size}; "
                                    "the file is corrupt")
-            if found > MAX_PICKLE_BYTES:
-                raise WeightsError(f"{self.path}: record {name} is over {MAX_PICKLE_BYTES} bytes; not read")
+            if found > limit or self._bytes_read + found > MAX_READ_BYTES:
+                raise WeightsError(f"{self.path}: record {name} ({found} bytes) is over the {limit} bytes a record, "
+                                   f"or the {MAX_READ_BYTES} bytes a checkpoint, may need; not read")
+            self._bytes_read += found
             return self.zip.read(self.folder + name)
         except KeyError:
             raise WeightsError(f"{self.path}: record {name} is missing; the file is truncated or corrupt") from None
@@ -171,7 +181,12 @@ class _TorchZip:
             raise WeightsError(f"{self.path}: cannot read record {name} ({e}); re-download the file") from None
 
     def root(self) -> Any:
-        return read_pickle(io.BytesIO(self._read("data.pkl")), str(self.path), _rules())
+        try:
+            return read_pickle(io.BytesIO(self._read("data.pkl")), str(self.path), _rules())
+        except WeightsError as e:  # raised by the storage/tensor hooks, which do not know the file
+            if str(self.path) in str(e):
+                raise
+            raise WeightsError(f"{self.path}: {e}") from None
 
     def tensor(self, ref: _TensorRef) -> torch.Tensor:
         if ref.key not in self._storages:

@@ -109,7 +109,8 @@ def _ddim_loop(model: DanceDecoder, cond: torch.Tensor, steps: int, eta: float, 
     shape = (batch, length, cfg.nfeats)
     draw = _noise_source(shape, steps, generator, noises, device)
     cond = cond.to(device=device, dtype=dtype)
-    acp = cosine_alphas_cumprod().to(device)
+    schedule = cosine_alphas_cumprod()                    # CPU: the step coefficients below need no device sync
+    acp = schedule.to(device)
     sqrt_recip, sqrt_recipm1 = torch.sqrt(1.0 / acp), torch.sqrt(1.0 / acp - 1)
     times = ddim_timesteps(steps)
     half = length // 2
@@ -122,7 +123,7 @@ def _ddim_loop(model: DanceDecoder, cond: torch.Tensor, steps: int, eta: float, 
         if time_next < 0:
             x = x0
         else:
-            root_next, c, sigma = ddim_coefficients(float(acp[time]), float(acp[time_next]), eta)
+            root_next, c, sigma = ddim_coefficients(float(schedule[time]), float(schedule[time_next]), eta)
             x = x0 * root_next + c * eps + sigma * draw(k + 1)
             if inpaint and time > 0:
                 x[1:, :half] = x[:-1, half:]

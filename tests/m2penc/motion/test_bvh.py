@@ -174,3 +174,21 @@ def test_bad_number_in_motion_line(tmp_path, make_motion):
     path.write_text("\n".join(lines))
     with pytest.raises(InputError, match=rf"numbers.bvh: line {len(lines)}: '1.2.3' is not a number"):
         load_motion(path)
+
+
+def test_hostile_hierarchies_are_input_errors(tmp_path, make_motion, monkeypatch):
+    from m2pdance.m2penc.motion import bvh_reader
+
+    deep = ("HIERARCHY\nROOT a\n{\nOFFSET 0 0 0\nCHANNELS 0\n" + "JOINT j\n{\nOFFSET 0 0 0\nCHANNELS 0\n" * 3000
+            + "}\n" * 3001 + "MOTION\nFrames: 1\nFrame Time: 0.1\n\n")
+    (tmp_path / "deep.bvh").write_text(deep)
+    with pytest.raises(InputError, match=r"deep\.bvh: malformed BVH .*nested deeper than 256 levels"):
+        load_motion(tmp_path / "deep.bvh")
+    text = motion_to_bvh(make_motion(frames=2))
+    (tmp_path / "digit.bvh").write_text(text.replace("CHANNELS 3 Zrotation", "CHANNELS \u00b3 Zrotation", 1))
+    with pytest.raises(InputError, match=r"digit\.bvh: .*expected the number of channels"):
+        load_motion(tmp_path / "digit.bvh")
+    (tmp_path / "big.bvh").write_text(text)
+    monkeypatch.setattr(bvh_reader, "MAX_BVH_BYTES", 100)
+    with pytest.raises(InputError, match=r"big\.bvh: \d+ bytes is more than the 100 a BVH motion may be"):
+        load_motion(tmp_path / "big.bvh")

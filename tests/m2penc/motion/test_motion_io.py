@@ -158,3 +158,20 @@ def test_other_bad_files(tmp_path):
         load_motion(tmp_path / "single.npz")
     assert isinstance(load_motion(save_motion(SMPLMotion(**{**_good_npz(), "fps": 30.0, "up_axis": "y"}),
                                               tmp_path / "ok.npz")), SMPLMotion)
+
+
+def test_npz_size_is_checked_before_reading(tmp_path, monkeypatch):
+    from m2pdance.m2penc.motion import npz as npz_module
+
+    path = save_motion(SMPLMotion(**{**_good_npz(), "fps": 30.0, "up_axis": "y"}), tmp_path / "ok.npz")
+    read = []
+    monkeypatch.setattr(npz_module.np, "load", lambda *a, **k: read.append(a) or pytest.fail("np.load was called"))
+    monkeypatch.setattr(npz_module, "MAX_NPZ_BYTES", 100)
+    with pytest.raises(InputError, match=r"ok\.npz: its arrays declare \d+ bytes, more than the 100 a motion \.npz"):
+        load_motion(path)
+    # a bare .npy renamed .npz is refused before numpy allocates what its header claims
+    header = b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000,), }"
+    (tmp_path / "claims.npz").write_bytes(header.ljust(128 - 1) + b"\n")
+    with pytest.raises(InputError, match="claims.npz: holds a single .npy array"):
+        load_motion(tmp_path / "claims.npz")
+    assert not read

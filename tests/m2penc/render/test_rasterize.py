@@ -124,3 +124,16 @@ def test_nearest_surface_wins(camera):
 def test_bad_inputs_name_the_problem(screen, faces, message):
     with pytest.raises(InputError, match=message):
         rasterize(screen, faces, 8, 8)
+
+
+@pytest.mark.parametrize("far", [1e3, 1e6, 1e7, 3e9])
+def test_a_far_vertex_does_not_bleed_past_the_near_edges(far):
+    """One vertex far off-screen (a corner near the camera plane): coverage stays exact on the image."""
+    screen = torch.tensor([[[far, 0.2, 2.0], [0.3, 8.0, 2.0], [8.0, 0.2, 2.0]]])
+    frags = rasterize(screen, torch.tensor([[0, 2, 1]]), 8, 8, cull_backfaces=False)
+    ys, xs = torch.meshgrid(torch.arange(8.0) + 0.5, torch.arange(8.0) + 0.5, indexing="ij")
+    # inside: right of the edge (0.3, 8) -> (8, 0.2), below y = 0.2, above the long edge to the far vertex
+    near_edge = (8.0 - 0.3) * (ys - 8.0) - (0.2 - 8.0) * (xs - 0.3) > 0
+    far_edge = (far - 0.3) * (ys - 8.0) - (0.2 - 8.0) * (xs - 0.3) < 0
+    expected = near_edge & far_edge & (ys > 0.2)
+    assert torch.equal(frags.mask[0], expected), (frags.mask[0].int(), expected.int())

@@ -205,3 +205,50 @@ def test_convert_uses_released_size(tiny, tmp_path):
     with pytest.raises(WeightsMismatchError):                       # a tiny model is not EDGE's released size
         convert_edge_checkpoint(path, tmp_path / "edge.safetensors")
     assert not (tmp_path / "edge.safetensors").exists()
+
+
+def _rewrite(source: Path, target: Path, replace: dict[str, bytes]) -> None:
+    """Copy a torch zip, replacing the content of records whose name ends with a key of ``replace``."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as dst:
+        for info in src.infolist():
+            data = next((v for k, v in replace.items() if info.filename.endswith(k)), None)
+            dst.writestr(info.filename, src.read(info) if data is None else data)
+
+
+def test_memory_is_bounded_by_the_file_not_by_what_it_claims(edge_classes, tmp_path, monkeypatch):
+    from m2pdance.m2penc.motion.edge import checkpoint
+
+    ema = DanceDecoder(EDGEConfig.preset("tiny")).state_dict()
+    # a normalizer of five 10^12-element views of one float each (stride 0): checking them would allocate a TB
+    normalizer = _normalizer(edge_classes)
+    huge = torch.zeros(1).expand(10 ** 12)
+    normalizer.scaler.__dict__.update({name: huge for name in TENSOR_NAMES})
+    path = _write(tmp_path / "views.pt", ema, ema, normalizer)
+    with pytest.raises(WeightsError, match=r"views\.pt.*tensor view .* runs past or is larger than its 1-item storage"):
+        read_edge_checkpoint(path)
+    # a byteorder record is a few bytes; a bigger one (a zip bomb would declare gigabytes) is not read
+    tiny = _write(tmp_path / "tiny.pt", ema, ema, _normalizer(edge_classes))
+    _rewrite(tiny, tmp_path / "order.pt", {"/byteorder": b"little" + b" " * 100})
+    with pytest.raises(WeightsError, match=r"order\.pt: record byteorder \(106 bytes\) is over the 16 bytes"):
+        read_edge_checkpoint(tmp_path / "order.pt")
+    # all records together are bounded too (many storages, each under the per-record limit)
+    monkeypatch.setattr(checkpoint, "MAX_READ_BYTES", 4096)
+    with pytest.raises(WeightsError, match=r"tiny\.pt: record .* the 4096 bytes a checkpoint"):
+        read_edge_checkpoint(tiny)
+
+
+def test_a_pickle_cannot_retype_the_storage_classes(tmp_path):
+    """BUILD writes straight into an object's __dict__ (frozen or not): a storage class whose dtype a file rewrote
+    is refused as a WeightsError, not a TypeError deep in torch."""
+    storage = b"ctorch\nFloatStorage\n}X\x05\x00\x00\x00dtypeX\x01\x00\x00\x00xsb"     # FloatStorage, dtype := 'x'
+    persistent = b"(X\x07\x00\x00\x00storage" + storage + b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQ"
+    tensor = b"ctorch._utils\n_rebuild_tensor_v2\n(" + persistent + b"K\x00K\x04\x85K\x01\x85tR"
+    pkl = (b"\x80\x02}(X\x0e\x00\x00\x00ema_state_dict}(X\x01\x00\x00\x00w" + tensor + b"u"
+           b"X\x0a\x00\x00\x00normalizerNu.")
+    path = tmp_path / "retyped.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pkl)
+        archive.writestr("archive/byteorder", b"little")
+        archive.writestr("archive/data/0", bytes(16))
+    with pytest.raises(WeightsError, match=r"retyped\.pt: unexpected torch storage reference"):
+        read_edge_checkpoint(path)

@@ -144,3 +144,13 @@ def test_bad_inputs_name_the_fix(model: DanceDecoder) -> None:
         ddim_sample(model, torch.randn(1, 40, 35), steps=2)
     with pytest.raises(InputError, match="baseline"):
         ddim_sample(model, torch.randn(1, 30, 4800), steps=2)
+
+
+def test_the_step_loop_never_waits_for_the_device() -> None:
+    """On CUDA every ``float(tensor)`` in the loop is a host sync; a meta-device model makes any of them an error."""
+    cfg = EDGEConfig.preset("tiny")
+    with torch.device("meta"):
+        meta = DanceDecoder(cfg).eval()
+    cond = torch.zeros(3, cfg.seq_len, cfg.cond_feature_dim, device="meta")
+    out = long_ddim_sample(meta, cond, steps=3, generator=torch.Generator().manual_seed(0))
+    assert out.device.type == "meta" and out.shape == (3, cfg.seq_len, cfg.nfeats)
