@@ -97,7 +97,7 @@ class BodyModel(nn.Module):
         Returns:
             :class:`BodyOutput` with ``(B, V, 3)`` vertices and ``(B, 24, 3)`` joints.
         """
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} is an abstract body: use OpenBody or load_smpl()")
 
 
 def linear_blend_skinning(rest_vertices: torch.Tensor, weights: torch.Tensor, world_rotations: torch.Tensor,

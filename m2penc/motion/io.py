@@ -16,10 +16,10 @@ failure is an :class:`InputError` whose message starts with the file's name.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
+from ..checkpoint import atomic_write
 from ..errors import InputError
 from .bvh_reader import read_bvh
 from .bvh_writer import motion_to_bvh
@@ -76,15 +76,9 @@ def save_motion(motion: SMPLMotion, path: PathLike) -> Path:
         raise InputError(f"save_motion expects an SMPLMotion, got {type(motion).__name__}")
     path = Path(path)
     writer = _WRITERS[_extension(path, SAVE_EXTENSIONS, "save")]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             writer(motion, f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+
+    return atomic_write(path, write)
