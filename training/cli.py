@@ -2,9 +2,11 @@
 
 Subcommands:
 
-* ``stage1``: pre-train M2PEnc on a folder of stage-1 shards (paper sec. 3.4, stage 1);
+* ``sdgpip``: build the SDGPip training data (paper sec. 3.1) from AIST++, EDGE pseudo-motions or the
+  beat choreographer; run it under ``torchrun --nproc-per-node N`` to build with N processes;
+* ``stage1``: pre-train M2PEnc on an SDGPip build or stage-1 shards (paper sec. 3.4, stage 1);
 * ``make-toy-data``: write a small synthetic dataset in the stage-1 format for smoke tests;
-* ``stage2``, ``stage3``, ``sdgpip``: not implemented yet; they say what they will need.
+* ``stage2``, ``stage3``: not implemented yet; they say what they will need.
 
 Exit codes: 0 success, 1 a user-facing error (the message says what to change), 2 usage or a
 not-yet-implemented command, 130 cancelled with Ctrl-C (a checkpoint is saved first).
@@ -19,6 +21,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from ..m2penc.encoder.config import M2PEncConfig
+from ..m2penc.jukebox import DEFAULT_LAYER
 from ..m2penc.errors import GenerationCancelled, InputError, M2PDanceError
 from ..m2penc.progress import RunControl
 
@@ -29,15 +32,6 @@ EXIT_ERROR, EXIT_NOT_IMPLEMENTED, EXIT_CANCELLED = 1, 2, 130
 
 #: What each planned command needs; printed when it is called.
 NOT_IMPLEMENTED: dict[str, str] = {
-    "sdgpip": (
-        "the synthetic-data pipeline (paper sec. 3.1) is not implemented yet. It will need: the SMPL "
-        "body model files (download them yourself from https://smpl.is.tue.mpg.de under the SMPL "
-        "licence; they cannot be redistributed), AIST++ SMPL motions (and optionally EDGE "
-        "pseudo-motions), the matching music to extract Jukebox/baseline features, DWPose for "
-        "keypoints, and Champ's guidance encoders to turn depth/normal/semantic/skeleton renders "
-        "into pose guidance. Its output will be shards in the stage-1 format (see "
-        "`m2pdance-train make-toy-data` for the format)."
-    ),
     "stage2": (
         "stage 2 (paper sec. 3.4: per-frame training of the denoising UNet and ReferenceNet with "
         "M2PEnc frozen, pixel MSE) is not implemented yet. It will need: a trained M2PEnc (from "
@@ -69,7 +63,8 @@ def _add_stage1(sub: argparse._SubParsersAction) -> None:
                                    "--preset, then --config, then the flags below, then --set.")
     p.add_argument("--config", help="JSON file of Stage1Config fields (paths relative to the file)")
     p.add_argument("--preset", help="start from a Stage1Config preset: paper or smoke (default: paper)")
-    p.add_argument("--data", dest="data_dir", help="folder of stage-1 .safetensors shards")
+    p.add_argument("--data", dest="data_dir", help="an SDGPip build folder, or a folder of stage-1 .safetensors shards")
+    p.add_argument("--guidance-encoders", help="folder of Champ's guidance_encoder_* files (SDGPip data storing maps)")
     p.add_argument("--out", dest="output_dir", help="run folder (weights, checkpoints, metrics.jsonl)")
     p.add_argument("--model-preset", help="M2PEncConfig preset: paper, paper_baseline, tiny")
     p.add_argument("--model-config", dest="model_config_file", help="M2PEncConfig JSON file")
@@ -97,6 +92,56 @@ def _add_stage1(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_stage1)
 
 
+def _add_sdgpip(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sdgpip", help="build SDGPip training data (paper sec. 3.1)",
+                       description="Render Champ's guidance maps, keypoints and heatmaps of dances from a motion "
+                                   "source and pair them with the music features of the same frames, into "
+                                   "webdataset shards. Re-running resumes (finished shards are skipped). Under "
+                                   "torchrun/accelerate launch with N processes, process r builds shards r, r+N, ...")
+    p.add_argument("--source", required=True, choices=("aist", "edge", "beats"),
+                   help="aist: AIST++ motions; edge: EDGE pseudo-motions of your music; beats: the beat choreographer")
+    p.add_argument("--data", required=True, help="the AIST++ folder (aist) or a folder of music files (edge, beats)")
+    p.add_argument("--out", required=True, help="the dataset folder to write (or resume)")
+    p.add_argument("--split", default="train", choices=("train", "val", "test"))
+    p.add_argument("--fps", type=float, default=15.0, help="frames per second of the targets (paper: 15)")
+    p.add_argument("--size", type=int, default=512, help="map (and video crop) side in pixels, a multiple of 8")
+    p.add_argument("--features", default="light", choices=("light", "jukebox"))
+    p.add_argument("--jukebox", dest="jukebox_dir", help="Jukebox 5B weights folder (--features jukebox)")
+    p.add_argument("--jukebox-layer", type=int, default=DEFAULT_LAYER)
+    p.add_argument("--store", default="maps", choices=("maps", "guidance"),
+                   help="maps: uint8 maps, guidance computed while training (default); guidance: also store "
+                        "the encoded guidance (2.6 MB/frame at 512: small sets only)")
+    p.add_argument("--guidance-encoders", help="folder of Champ's guidance_encoder_* files (--store guidance)")
+    p.add_argument("--edge-checkpoint", help="the EDGE teacher checkpoint (--source edge)")
+    p.add_argument("--video", action="store_true", help="aist: also store the C09 video cropped to the dancer")
+    p.add_argument("--body", default="open", choices=("open", "smpl"))
+    p.add_argument("--smpl", dest="smpl_path", help="SMPL model file or folder (--body smpl)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--items-per-shard", type=int, default=4, help="sequences or tracks per shard")
+    p.add_argument("--chunk-frames", type=int, default=300, help="longest sample; longer clips are split")
+    p.add_argument("--intensity", type=float, default=1.0, help="beats: choreography intensity")
+    p.add_argument("--device", default="auto", help="auto (this process's GPU under torchrun), cpu, cuda:1, ...")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_sdgpip)
+
+
+def _cmd_sdgpip(args: argparse.Namespace) -> int:
+    from .sdgpip.builder import BuildConfig, format_summary, run_build
+
+    names = ("source", "data", "out", "split", "fps", "size", "features", "store", "body", "smpl_path", "seed",
+             "items_per_shard", "chunk_frames", "video", "edge_checkpoint", "guidance_encoders", "jukebox_dir",
+             "jukebox_layer", "intensity", "device", "dtype")
+    config = BuildConfig(**{name: getattr(args, name) for name in names})
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        summary = run_build(config, control=_cancel_on_sigint(), show_progress=not args.no_progress)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(format_summary(summary, config))
+    return 0
+
+
 def _add_toy_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("make-toy-data", help="write a small synthetic stage-1 dataset",
                        description="Write shards whose targets are a fixed learnable function of "
@@ -118,7 +163,7 @@ def _stage1_config(args: argparse.Namespace) -> "Stage1Config":
     config = Stage1Config.preset(args.preset or "paper")
     if args.config is not None:
         config = Stage1Config.from_json_file(args.config, base=config)
-    flags = ("data_dir", "output_dir", "model_preset", "model_config_file", "steps", "epochs", "batch_size",
+    flags = ("data_dir", "guidance_encoders", "output_dir", "model_preset", "model_config_file", "steps", "epochs", "batch_size",
              "sequence_length", "window_sampling", "lr", "weight_decay", "grad_clip", "guidance_weight",
              "heatmap_weight", "seed", "device", "dtype", "checkpoint_every", "keep_checkpoints",
              "log_every", "num_workers", "resume")
@@ -185,9 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="m2pdance-train", description="Train M2PDance models.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="cmd", required=True)
+    _add_sdgpip(sub)
     _add_stage1(sub)
     _add_toy_data(sub)
-    for name in ("stage2", "stage3", "sdgpip"):
+    for name in ("stage2", "stage3"):
         p = sub.add_parser(name, help="not implemented yet (run it to see what it will need)")
         p.set_defaults(func=_not_implemented(name))
     return parser

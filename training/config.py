@@ -26,7 +26,7 @@ WINDOW_SAMPLING = ("random", "sequential")
 #: Parameter dtypes the trainer supports. fp16 weights with plain AdamW underflow (no loss scaling).
 TRAIN_DTYPES = ("fp32", "bf16")
 #: Fields holding filesystem paths: relative values in a config file are relative to that file.
-PATH_FIELDS = ("model_config_file", "data_dir", "output_dir", "resume")
+PATH_FIELDS = ("model_config_file", "data_dir", "output_dir", "resume", "guidance_encoders")
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,11 @@ class Stage1Config:
         model_preset: :class:`M2PEncConfig` preset (``paper``, ``paper_baseline``, ``tiny``).
         model_config_file: JSON file of a full :class:`M2PEncConfig`; replaces ``model_preset``.
         model_overrides: single :class:`M2PEncConfig` fields changed on top of the preset/file.
-        data_dir: folder of stage-1 shards (see :mod:`.datasets`).
+        data_dir: an SDGPip build (``m2pdance-train sdgpip --out``) or a folder of stage-1
+            safetensors shards (:mod:`.datasets`, e.g. ``make-toy-data``).
+        guidance_encoders: folder of Champ's ``guidance_encoder_*`` files; needed when the SDGPip
+            data stores maps (the default), whose guidance targets are encoded while training.
+        data_splits, data_sources: SDGPip samples used (``None``: all).
         output_dir: where weights, checkpoints and ``metrics.jsonl`` go.
         batch_size: sequences per step (paper: 24).
         sequence_length: frames per sequence (paper: 75 = 5 s at 15 fps).
@@ -65,6 +69,9 @@ class Stage1Config:
     model_config_file: Optional[str] = None
     model_overrides: dict[str, Any] = field(default_factory=dict)
     data_dir: Optional[str] = None
+    guidance_encoders: Optional[str] = None
+    data_splits: Optional[list[str]] = None
+    data_sources: Optional[list[str]] = None
     output_dir: str = "runs/stage1"
     batch_size: int = 24
     sequence_length: int = 75

@@ -30,6 +30,7 @@ from ..m2penc.errors import InputError
 from ..m2penc.progress import NO_CONTROL, RunControl
 from .config import Stage1Config
 from .datasets import Stage1Windows, StepBatchSampler, steps_per_epoch
+from .guidance_targets import GuidanceTargets
 from .trainer import (LATEST_FILE, Batch, BatchesFn, Callback, LossFn, Trainer, TrainerConfig,
                       read_checkpoint_state)
 
@@ -59,18 +60,54 @@ class Stage1Result:
     output_dir: Path
 
 
-def stage1_loss_fn(guidance_weight: float = 1.0, heatmap_weight: float = 1.0) -> LossFn:
+def stage1_loss_fn(guidance_weight: float = 1.0, heatmap_weight: float = 1.0,
+                   targets: Optional[GuidanceTargets] = None) -> LossFn:
     """Loss over a batch of frames-first windows.
 
-    The batch holds ``features (B, L, D)``, ``guidance (B, L, C_guid, G, G)`` and ``heatmaps
-    (B, L, C_heat, G, G)``; M2PEnc predicts ``(B, C, L, G, G)``, so targets are moved to that layout.
+    The batch holds ``features (B, L, D)``, ``heatmaps (B, L, C_heat, G, G)`` and the guidance
+    target: ``guidance (B, L, C_guid, G, G)``, or ``maps (B, L, 4, S, S, 3)`` uint8 that ``targets``
+    (Champ's frozen guidance encoders, on the batch's device) turns into it. M2PEnc predicts
+    ``(B, C, L, G, G)``, so targets are moved to that layout.
     """
     def loss_fn(model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         output = model(batch["features"])
-        l_guid = guidance_loss(output.guidance, rearrange(batch["guidance"], "b n c h w -> b c n h w"))
+        guidance = batch.get("guidance")
+        if guidance is None:
+            if targets is None:
+                raise InputError("this data stores maps, so stage 1 needs Champ's guidance encoders "
+                                 "(guidance_encoders / --guidance-encoders FOLDER)")
+            guidance = targets(batch["maps"]).to(output.guidance.dtype)
+        l_guid = guidance_loss(output.guidance, rearrange(guidance, "b n c h w -> b c n h w"))
         l_heat = heatmap_loss(output.heatmaps, rearrange(batch["heatmaps"], "b n c h w -> b c n h w"))
         return {"loss": guidance_weight * l_guid + heatmap_weight * l_heat, "l_guid": l_guid, "l_heat": l_heat}
     return loss_fn
+
+
+def open_stage1_data(config: Stage1Config, model: M2PEncConfig) -> Any:
+    """The windows of ``config.data_dir``: an SDGPip build or a folder of stage-1 safetensors shards."""
+    from .sdgpip.windows import SDGPipWindows, is_sdgpip_folder
+
+    if is_sdgpip_folder(config.data_dir):
+        return SDGPipWindows(config.data_dir, config.sequence_length, model, splits=config.data_splits,
+                             sources=config.data_sources)
+    return Stage1Windows(config.data_dir, config.sequence_length, model)
+
+
+def guidance_targets(config: Stage1Config, dataset: Any, model: M2PEncConfig) -> Optional[GuidanceTargets]:
+    """Champ's frozen encoders when ``dataset`` stores maps (checked against the model), else ``None``."""
+    if not getattr(dataset, "needs_encoders", False):
+        return None
+    if config.guidance_encoders is None:
+        raise InputError(f"{config.data_dir} stores guidance maps, which Champ's guidance encoders turn into the "
+                         "targets while training: pass guidance_encoders / --guidance-encoders FOLDER (the folder "
+                         "holding guidance_encoder_depth/normal/semantic_map/dwpose, e.g. Champ's release)")
+    from ..m2penc.champ.models import load_guidance_encoders
+
+    targets = GuidanceTargets(load_guidance_encoders(config.guidance_encoders, device="cpu", dtype=torch.float32))
+    if targets.channels != model.guidance_channels:
+        raise InputError(f"the guidance encoders in {config.guidance_encoders} output {targets.channels} channels but "
+                         f"the model predicts {model.guidance_channels}; use the Champ encoders the model is for")
+    return targets
 
 
 def stage1_batches(dataset: Stage1Windows, config: Stage1Config, total_steps: int) -> BatchesFn:
@@ -138,10 +175,11 @@ def run_stage1(config: Stage1Config, control: RunControl = NO_CONTROL,
                callbacks: Optional[Mapping[str, list[Callback]]] = None) -> Stage1Result:
     """Train M2PEnc as ``config`` says and write its weights; see the module docstring for outputs."""
     if config.data_dir is None:
-        raise InputError("stage 1 needs a data folder (data_dir / --data); create a toy one with "
-                         "`m2pdance-train make-toy-data --out DIR`")
+        raise InputError("stage 1 needs a data folder (data_dir / --data): build one with `m2pdance-train sdgpip "
+                         "--source beats --data MUSIC_DIR --out DIR` (or a toy one with `m2pdance-train make-toy-data`)")
     model_config = config.model_config()
-    dataset = Stage1Windows(config.data_dir, config.sequence_length, model_config)
+    dataset = open_stage1_data(config, model_config)
+    targets = guidance_targets(config, dataset, model_config)
     total = config.total_steps(steps_per_epoch(dataset, config.batch_size))
     out = Path(config.output_dir)
     resume = _checkpoint_to_resume(config, out)
@@ -155,9 +193,11 @@ def run_stage1(config: Stage1Config, control: RunControl = NO_CONTROL,
         grad_clip=config.grad_clip, checkpoint_every=config.checkpoint_every,
         keep_checkpoints=config.keep_checkpoints, seed=config.seed, device=config.device, dtype=config.dtype)
     extra: dict[str, Any] = {"stage": "stage1", "model_config": model_config.to_dict(), "stage1_config": config.to_dict()}
-    trainer = Trainer(model, stage1_loss_fn(config.guidance_weight, config.heatmap_weight),
+    trainer = Trainer(model, stage1_loss_fn(config.guidance_weight, config.heatmap_weight, targets),
                       stage1_batches(dataset, config, total), trainer_config,
                       checkpoint_dir=out / CHECKPOINTS, control=control, extra_state=extra)
+    if targets is not None:
+        targets.to(trainer.device)
     if resume is not None:
         _check_resume_model(resume, model_config)
         LOG.info("resumed from %s at step %d", trainer.resume(resume), trainer.step)

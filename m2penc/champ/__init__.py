@@ -20,7 +20,7 @@ from .denoising_unet import DenoisingUNet3D
 from .guidance_encoder import GuidanceEncoder
 from .keymap import champ_to_m2p_keys
 from .long_video import check_guidance_fits, render_champ_video
-from .models import ChampModels, build_champ, load_champ_files, save_champ_models
+from .models import ChampModels, build_champ, load_champ_files, load_guidance_encoders, save_champ_models
 from .motion_module import MotionModule
 from .pose_guidance import encode_pose_guidance
 from .reference import ReferenceState, encode_reference, reference_state_from_latents
@@ -34,7 +34,7 @@ __all__ = [
     "ImageEncoderConfig",
     "unet_config_from_champ", "denoising_config_from_champ", "motion_config_from_champ", "guidance_config_from_champ",
     "ReferenceUNet", "DenoisingUNet3D", "MotionModule", "GuidanceEncoder", "champ_to_m2p_keys",
-    "ChampModels", "build_champ", "load_champ_files", "save_champ_models",
+    "ChampModels", "build_champ", "load_champ_files", "load_guidance_encoders", "save_champ_models",
     "ReferenceState", "encode_reference", "reference_state_from_latents", "encode_pose_guidance",
     "CHAMP_GUIDANCE_SCALE", "make_scheduler", "predict_noise", "predict_noise_branches", "apply_cfg",
     "champ_predictor", "check_context_size", "sample_video", "decode_latents", "check_guidance_fits",

@@ -196,6 +196,41 @@ def _is_saved_by_us(path: Path) -> bool:
     return path.suffix == ".safetensors" and read_metadata(path).get("m2pdance.kind", "").startswith(_KIND_PREFIX)
 
 
+def load_guidance_encoders(folder: PathLike, guidance_types: Iterable[str] = GUIDANCE_TYPES,
+                           device: DeviceLike = "cpu", dtype: DtypeLike = torch.float32,
+                           guidance_config: Optional[GuidanceEncoderConfig] = None) -> dict[str, GuidanceEncoder]:
+    """Only the guidance encoders of a Champ folder, frozen (training targets need nothing else).
+
+    Args:
+        folder: a folder holding ``guidance_encoder_<type>`` files: Champ's release (``.pth`` or
+            ``.safetensors``, SD-1.5 sizes unless ``guidance_config`` says otherwise) or files we wrote.
+        guidance_types: the types to load; every one must be present.
+    Returns:
+        guidance type -> :class:`GuidanceEncoder` in eval mode with ``requires_grad`` off.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"Champ guidance encoder folder not found: {folder}; pass the folder holding "
+                         "guidance_encoder_depth/normal/semantic_map/dwpose (e.g. models/champ/<name>)")
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    types = _check_types(guidance_types)
+    missing = [t for t in types if not any(folder.glob(f"guidance_encoder_{t}.*"))]
+    if missing:
+        raise InputError(f"{folder} lacks guidance_encoder_{{{','.join(missing)}}} weights; Champ's release has "
+                         f"guidance_encoder_{{{','.join(GUIDANCE_TYPES)}}}.pth: put them there")
+    encoders: dict[str, GuidanceEncoder] = {}
+    for t in types:
+        path = find_weights(folder, [f"guidance_encoder_{t}"])
+        if _is_saved_by_us(path):
+            module = _load_saved(path, dev, dt)
+        else:
+            config = guidance_config or GuidanceEncoderConfig.preset("sd15")
+            module = _load_file(lambda: GuidanceEncoder(config), path, dev, dt)
+        encoders[t] = module.eval().requires_grad_(False)
+    return encoders
+
+
 def load_champ_files(unet_path: PathLike, vae_path: PathLike, image_encoder_path: PathLike,
                      device: DeviceLike = "auto", dtype: DtypeLike = "auto",
                      unet_config: Optional[DenoisingUNetConfig] = None,

@@ -80,6 +80,24 @@ class PinholeCamera:
         """``(..., 3)`` world points -> ``[u_px, v_px, z]``."""
         return self.project(self.world_to_camera(points))
 
+    def crop(self, left: float, top: float, side: float, size: int) -> "PinholeCamera":
+        """The ``size x size`` camera whose image is this image's square ``[left, left + side) x [top, top + side)``
+        resized to ``size x size`` pixels (e.g. a dancer crop of a calibrated video frame).
+
+        Args:
+            left, top: the crop's top-left corner in this image, pixels (may lie outside the image).
+            side: the crop's edge, pixels (> 0); size: the output image's edge, pixels (>= 1).
+        Returns:
+            Same R and t; ``fx' = fx * size / side``, ``cx' = (cx - left) * size / side`` (likewise y),
+            so a point at pixel ``(u, v)`` here lands at ``((u - left) * size / side, (v - top) * size / side)``.
+        """
+        if not (side > 0 and size >= 1 and int(size) == size):
+            raise InputError(f"a camera crop needs side > 0 pixels and an integer size >= 1, got side={side!r}, "
+                             f"size={size!r}")
+        k = size / side
+        return replace(self, width=int(size), height=int(size), fx=self.fx * k, fy=self.fy * k,
+                       cx=(self.cx - left) * k, cy=(self.cy - top) * k)
+
 
 def _vector(value: ArrayLike, shape: tuple[int, ...], name: str) -> torch.Tensor:
     out = torch.as_tensor(value, dtype=torch.float32).detach().cpu()

@@ -41,7 +41,6 @@ def test_toy_data_then_stage1_from_a_config_file(tmp_path, capsys):
 @pytest.mark.parametrize("command, needs", [
     ("stage2", "Champ's pretrained UNet"),
     ("stage3", "SMPL model files under their licence"),
-    ("sdgpip", "SMPL body model files"),
 ])
 def test_planned_commands_explain_what_they_need(command, needs, capsys):
     assert main([command, "--anything"]) == 2

@@ -72,7 +72,25 @@ def test_camera_from_opencv_calibration():
     assert (cam.width, cam.height) == (1920, 1080)
 
 
+def test_crop_is_the_resized_square_of_the_image():
+    k = [[1500.0, 0, 960], [0, 1490.0, 540], [0, 0, 1]]
+    cam = camera_from_opencv(k, [0.1, 0.2, -0.3], [10.0, -20.0, 500.0], 1920, 1080, translation_scale=0.01)
+    crop = cam.crop(700, -40, 800, 512)                     # reaches above the image: allowed
+    k_ = 512 / 800
+    assert (crop.width, crop.height) == (512, 512)
+    assert (crop.fx, crop.fy, crop.cx, crop.cy) == (1500 * k_, 1490 * k_, (960 - 700) * k_, (540 + 40) * k_)
+    assert torch.equal(crop.rotation, cam.rotation) and torch.equal(crop.translation, cam.translation)
+    points = torch.tensor([[0.3, -0.4, 1.0], [-0.7, 0.9, 0.2], [0.0, 0.0, 0.0]])
+    u, v, z = cam.to_screen(points).unbind(-1)
+    expected = torch.stack([(u - 700) * k_, (v + 40) * k_, z], -1)
+    torch.testing.assert_close(crop.to_screen(points), expected, atol=1e-3, rtol=0)
+    whole = cam.crop(0, 0, 1920, 1920)                      # side = width: only the image size changes
+    assert (whole.fx, whole.cx, whole.cy, whole.width) == (cam.fx, cam.cx, cam.cy, 1920)
+
+
 @pytest.mark.parametrize("build, message", [
+    (lambda: champ_camera(64, 64).crop(0, 0, 0, 32), "side > 0"),
+    (lambda: champ_camera(64, 64).crop(0, 0, 16, 0), "size >= 1"),
     (lambda: champ_camera(0, 512), "positive"),
     (lambda: champ_camera(512, 512, rotation=torch.eye(4)), "rotation"),
     (lambda: PinholeCamera(8, 8, -1.0, 1.0, 4, 4, torch.eye(3), torch.zeros(3)), "focal"),

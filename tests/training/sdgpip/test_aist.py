@@ -1,89 +1,24 @@
-"""The AIST++ source on a tiny folder generated here in the official layout (3 sequences, 16 frames)."""
+"""The AIST++ source on a tiny folder in the official layout (3 sequences, 16 frames; :mod:`.aist_files`)."""
 from __future__ import annotations
 
-import json
-import math
-import pickle
 import shutil
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-import soundfile
 import torch
 
-from m2pdance.m2penc.body.skeleton import forward_kinematics
 from m2pdance.m2penc.errors import InputError
-from m2pdance.training.sdgpip.aist import AIST_REST_PELVIS_M, AISTDataset
+from m2pdance.training.sdgpip.aist import AISTDataset
 from m2pdance.training.sdgpip.aist_layout import parse_sequence_name, start_bpm
 
-A, B, C = "gBR_sBM_cAll_d04_mBR0_ch01", "gBR_sFM_cAll_d05_mBR0_ch02", "gHO_sBM_cAll_d19_mHO5_ch03"
-IGNORED = B
-FRAMES, WIDTH, HEIGHT = 16, 256, 192
-SCALING = {A: 93.0, B: 100.0, C: 104.0}
-# c09: 180 degrees about x (camera looks along world -z, image down = world -y), 5 m away, 1 m up.
-C09 = {"name": "c09", "size": [WIDTH, HEIGHT], "matrix": [[120.0, 0, 128.0], [0, 120.0, 96.0], [0, 0, 1]],
-       "distortions": [0.0] * 5, "rotation": [math.pi, 0.0, 0.0], "translation": [0.0, 100.0, 500.0]}
-# c01: 90 degrees about y, R = [[0, 0, 1], [0, 1, 0], [-1, 0, 0]]; anisotropic K.
-C01 = {"name": "c01", "size": [100, 80], "matrix": [[100.0, 0, 50.0], [0, 110.0, 40.0], [0, 0, 1]],
-       "distortions": [0.01, 0, 0, 0, 0], "rotation": [0.0, math.pi / 2, 0.0], "translation": [10.0, 20.0, 600.0]}
-
-
-def _motion_data(seed: int, scaling: float) -> dict:
-    rng = np.random.default_rng(seed)
-    poses = rng.normal(0.0, 0.25, (FRAMES, 72))
-    poses[:, :3] = rng.normal(0.0, 0.1, (FRAMES, 3))                            # roughly upright
-    pelvis_m = np.array([0.1, 0.95, -0.2]) + np.linspace(0, 0.3, FRAMES)[:, None] * [1.0, 0.0, 0.5]
-    return {"smpl_poses": poses, "smpl_trans": pelvis_m * scaling, "smpl_scaling": np.array([scaling]),
-            "smpl_loss": 1.5}
-
-
-def _expected_screen(data: dict) -> np.ndarray:
-    """(N, 24, 2) pixels of the joints in c09, by the module's unit rule and a hand-written projection."""
-    poses = torch.tensor(data["smpl_poses"]).reshape(-1, 24, 3)
-    s = float(data["smpl_scaling"][0])
-    root = torch.tensor(data["smpl_trans"] / s) + torch.tensor(AIST_REST_PELVIS_M, dtype=torch.float64)
-    world = forward_kinematics(poses, root)[0].numpy() * s / 100.0
-    cam = world * [1.0, -1.0, -1.0] + [0.0, 1.0, 5.0]
-    return np.stack([120.0 * cam[..., 0] / cam[..., 2] + 128.0, 120.0 * cam[..., 1] / cam[..., 2] + 96.0], -1)
-
-
-def _write_video(path: Path, screen: np.ndarray) -> None:
-    """16 frames: dark background, a bright box over the frame's joints whose grey level encodes the frame."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=60)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.options = {"crf": "1"}
-        for i in range(FRAMES):
-            image = np.full((HEIGHT, WIDTH, 3), 20, np.uint8)
-            (u0, v0), (u1, v1) = np.floor(screen[i].min(0)).astype(int), np.ceil(screen[i].max(0)).astype(int)
-            image[max(v0, 0):v1, max(u0, 0):u1] = 100 + 9 * i
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
+from .aist_files import A, B, C, C01, FRAMES, HEIGHT, SCALING, WIDTH, expected_screen, motion_data, write_aist_folder
 
 
 @pytest.fixture(scope="module")
 def aist_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("aist")
-    for sub in ("motions", "splits", "cameras", "music", "videos"):
-        (root / sub).mkdir()
-    for seed, name in enumerate((A, B, C)):
-        data = _motion_data(seed, SCALING[name])
-        with open(root / "motions" / f"{name}.pkl", "wb") as f:
-            pickle.dump(data, f, protocol=4)
-        if name != IGNORED:
-            _write_video(root / "videos" / f"{name.replace('cAll', 'c09')}.mp4", _expected_screen(data))
-    (root / "splits" / "crossmodal_train.txt").write_text(f"{A}\n{B}\n\n{C}\n")
-    (root / "splits" / "crossmodal_val.txt").write_text(f"{A}\n")
-    (root / "splits" / "crossmodal_test.txt").write_text(f"{C}\n")
-    (root / "ignore_list.txt").write_text(f"{B}\ngWA_sFM_cAll_d27_mWA2_ch21\n")
-    (root / "cameras" / "setting1.json").write_text(json.dumps([C01, C09]))
-    (root / "cameras" / "mapping.txt").write_text(f"{A} setting1\n{B} setting1\n{C} setting1\n")
-    t = np.arange(11025) / 22050.0
-    soundfile.write(root / "music" / "mBR0.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 22050)
-    soundfile.write(root / "music" / "mHO5.wav", 0.3 * np.sin(2 * np.pi * 220 * t), 22050)
-    return root
+    return write_aist_folder(tmp_path_factory.mktemp("aist"))
 
 
 def test_sequences_and_ignore_list(aist_root):
@@ -115,7 +50,7 @@ def test_start_bpm_and_names():
 
 def test_motion_values(aist_root):
     ds = AISTDataset(aist_root, "train")
-    data = _motion_data(0, SCALING[A])
+    data = motion_data(0, SCALING[A])
     motion = ds.motion(A)
     assert motion.num_frames == FRAMES and motion.fps == 60.0 and motion.up_axis == "y"
     np.testing.assert_allclose(motion.trans, data["smpl_trans"] / SCALING[A], rtol=1e-6)
@@ -144,7 +79,7 @@ def test_camera_mapping(aist_root):
 def test_crop_covers_projected_joints(aist_root):
     ds = AISTDataset(aist_root, "train")
     for seed, name in ((0, A), (2, C)):
-        expected = _expected_screen(_motion_data(seed, SCALING[name]))
+        expected = expected_screen(motion_data(seed, SCALING[name]))
         np.testing.assert_allclose(ds.projected_joints(name)[..., :2].numpy(), expected, atol=1e-3)
         box = ds.dancer_crop(name)
         assert box.side > 0 and 0 <= box.left and box.left + box.side <= WIDTH
