@@ -8,7 +8,8 @@
 * :func:`load_strict` loads a state dict into a module and, on any mismatch, raises
   :class:`~.errors.WeightsMismatchError` listing missing, unexpected and mis-shaped keys and the
   file they came from. There is no silent partial load anywhere in the pack.
-* Writes go to a temporary file in the target folder and are renamed on success.
+* Writes go to a temporary file in the target folder, are synced to disk and renamed on success
+  (:func:`atomic_write`).
 """
 from __future__ import annotations
 
@@ -97,13 +98,20 @@ def read_config(path: PathLike, expected_kind: str) -> dict[str, Any]:
 
 
 def atomic_write(path: PathLike, write_fn) -> Path:
-    """Call ``write_fn(tmp_path)`` then rename onto ``path``; on failure remove the temp file."""
+    """Call ``write_fn(tmp_path)`` then rename onto ``path``; on failure remove the temp file.
+
+    The temp file (``.{name}.*.partial`` in the target folder) is flushed to disk with
+    ``os.fsync`` before the rename, and the folder after it (POSIX; ignored where a folder cannot
+    be synced), so after a crash or power loss ``path`` is the old file or the complete new one,
+    never a renamed file whose data had not reached the disk (zero-filled or short).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=str(path.parent))
     os.close(fd)
     try:
         write_fn(tmp)
+        _fsync_file(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
@@ -112,7 +120,33 @@ def atomic_write(path: PathLike, write_fn) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_folder(path.parent)
     return path
+
+
+def _fsync_file(path: str) -> None:
+    """Flush ``path``'s data and metadata to disk (opened read-write: Windows syncs only writable handles)."""
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX); a no-op where folders cannot be opened or synced."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # e.g. EINVAL on file systems that do not support syncing a folder
+        pass
+    finally:
+        os.close(fd)
 
 
 def save_model(

@@ -14,6 +14,7 @@ not-yet-implemented command, 130 cancelled with Ctrl-C (a checkpoint is saved fi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -106,7 +107,8 @@ def _add_sdgpip(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=15.0, help="frames per second of the targets (paper: 15)")
     p.add_argument("--size", type=int, default=512, help="map (and video crop) side in pixels, a multiple of 8")
     p.add_argument("--features", default="light", choices=("light", "jukebox"))
-    p.add_argument("--jukebox", dest="jukebox_dir", help="Jukebox 5B weights folder (--features jukebox)")
+    p.add_argument("--jukebox", dest="jukebox_dir",
+                   help="Jukebox 5B weights folder (--features jukebox, or an EDGE teacher reading Jukebox features)")
     p.add_argument("--jukebox-layer", type=int, default=DEFAULT_LAYER)
     p.add_argument("--store", default="maps", choices=("maps", "guidance"),
                    help="maps: uint8 maps, guidance computed while training (default); guidance: also store "
@@ -129,10 +131,7 @@ def _add_sdgpip(sub: argparse._SubParsersAction) -> None:
 def _cmd_sdgpip(args: argparse.Namespace) -> int:
     from .sdgpip.builder import BuildConfig, format_summary, run_build
 
-    names = ("source", "data", "out", "split", "fps", "size", "features", "store", "body", "smpl_path", "seed",
-             "items_per_shard", "chunk_frames", "video", "edge_checkpoint", "guidance_encoders", "jukebox_dir",
-             "jukebox_layer", "intensity", "device", "dtype")
-    config = BuildConfig(**{name: getattr(args, name) for name in names})
+    config = BuildConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BuildConfig)})
     previous = signal.getsignal(signal.SIGINT)
     try:
         summary = run_build(config, control=_cancel_on_sigint(), show_progress=not args.no_progress)
@@ -163,7 +162,8 @@ def _stage1_config(args: argparse.Namespace) -> "Stage1Config":
     config = Stage1Config.preset(args.preset or "paper")
     if args.config is not None:
         config = Stage1Config.from_json_file(args.config, base=config)
-    flags = ("data_dir", "guidance_encoders", "output_dir", "model_preset", "model_config_file", "steps", "epochs", "batch_size",
+    flags = ("data_dir", "guidance_encoders", "output_dir", "model_preset", "model_config_file", "steps", "epochs",
+             "batch_size",
              "sequence_length", "window_sampling", "lr", "weight_decay", "grad_clip", "guidance_weight",
              "heatmap_weight", "seed", "device", "dtype", "checkpoint_every", "keep_checkpoints",
              "log_every", "num_workers", "resume")

@@ -39,6 +39,11 @@ class GuidanceTargets:
         first = self.encoders[MAP_ORDER[0]]
         self.channels = int(first.m2p_config.embedding_channels)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the encoders are."""
+        return next(self.encoders[MAP_ORDER[0]].parameters()).device
+
     def to(self, device: torch.device) -> "GuidanceTargets":
         """Move the encoders to ``device`` (keeping their dtype)."""
         for encoder in self.encoders.values():
@@ -47,8 +52,10 @@ class GuidanceTargets:
 
     @torch.no_grad()
     def __call__(self, maps: torch.Tensor) -> torch.Tensor:
+        """``maps (B, L, 4, H, W, 3)`` uint8 in :data:`MAP_ORDER` -> guidance ``(B, L, C, H/8, W/8)`` float32."""
         if maps.ndim != 6 or maps.shape[2] != len(MAP_ORDER) or maps.shape[-1] != 3 or maps.dtype != torch.uint8:
-            raise InputError(f"maps must be uint8 (B, L, {len(MAP_ORDER)}, H, W, 3), got {maps.dtype} {tuple(maps.shape)}")
+            raise InputError(f"maps must be uint8 (B, L, {len(MAP_ORDER)}, H, W, 3), "
+                             f"got {maps.dtype} {tuple(maps.shape)}")
         batch, length = maps.shape[:2]
         frames = rearrange(maps, "b l k h w c -> k (b l) c h w")
         named = {t: frames[i] for i, t in enumerate(MAP_ORDER)}

@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
 
 import torch
 from einops import rearrange
@@ -31,10 +31,15 @@ from ..m2penc.progress import NO_CONTROL, RunControl
 from .config import Stage1Config
 from .datasets import Stage1Windows, StepBatchSampler, steps_per_epoch
 from .guidance_targets import GuidanceTargets
+
+if TYPE_CHECKING:
+    from .sdgpip.windows import SDGPipWindows
 from .trainer import (LATEST_FILE, Batch, BatchesFn, Callback, LossFn, Trainer, TrainerConfig,
                       read_checkpoint_state)
 
 LOG = logging.getLogger("m2pdance.training")
+#: Stage-1 windows: safetensors pairs or an SDGPip build (same indexing interface).
+Stage1Data = Union[Stage1Windows, "SDGPipWindows"]
 WEIGHTS_FILE = "m2penc.safetensors"
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "stage1_config.json"
@@ -83,7 +88,7 @@ def stage1_loss_fn(guidance_weight: float = 1.0, heatmap_weight: float = 1.0,
     return loss_fn
 
 
-def open_stage1_data(config: Stage1Config, model: M2PEncConfig) -> Any:
+def open_stage1_data(config: Stage1Config, model: M2PEncConfig) -> "Stage1Data":
     """The windows of ``config.data_dir``: an SDGPip build or a folder of stage-1 safetensors shards."""
     from .sdgpip.windows import SDGPipWindows, is_sdgpip_folder
 
@@ -93,7 +98,7 @@ def open_stage1_data(config: Stage1Config, model: M2PEncConfig) -> Any:
     return Stage1Windows(config.data_dir, config.sequence_length, model)
 
 
-def guidance_targets(config: Stage1Config, dataset: Any, model: M2PEncConfig) -> Optional[GuidanceTargets]:
+def guidance_targets(config: Stage1Config, dataset: "Stage1Data", model: M2PEncConfig) -> Optional[GuidanceTargets]:
     """Champ's frozen encoders when ``dataset`` stores maps (checked against the model), else ``None``."""
     if not getattr(dataset, "needs_encoders", False):
         return None
@@ -110,7 +115,7 @@ def guidance_targets(config: Stage1Config, dataset: Any, model: M2PEncConfig) ->
     return targets
 
 
-def stage1_batches(dataset: Stage1Windows, config: Stage1Config, total_steps: int) -> BatchesFn:
+def stage1_batches(dataset: "Stage1Data", config: Stage1Config, total_steps: int) -> BatchesFn:
     """``start_step -> DataLoader`` yielding the batches of steps ``start_step .. total_steps - 1``."""
     def batches(start_step: int) -> Iterable[Batch]:
         sampler = StepBatchSampler(dataset, config.batch_size, config.seed, config.window_sampling,
@@ -176,7 +181,8 @@ def run_stage1(config: Stage1Config, control: RunControl = NO_CONTROL,
     """Train M2PEnc as ``config`` says and write its weights; see the module docstring for outputs."""
     if config.data_dir is None:
         raise InputError("stage 1 needs a data folder (data_dir / --data): build one with `m2pdance-train sdgpip "
-                         "--source beats --data MUSIC_DIR --out DIR` (or a toy one with `m2pdance-train make-toy-data`)")
+                         "--source beats --data MUSIC_DIR --out DIR` (or a toy one with "
+                         "`m2pdance-train make-toy-data`)")
     model_config = config.model_config()
     dataset = open_stage1_data(config, model_config)
     targets = guidance_targets(config, dataset, model_config)
@@ -192,7 +198,8 @@ def run_stage1(config: Stage1Config, control: RunControl = NO_CONTROL,
         max_steps=total, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas,
         grad_clip=config.grad_clip, checkpoint_every=config.checkpoint_every,
         keep_checkpoints=config.keep_checkpoints, seed=config.seed, device=config.device, dtype=config.dtype)
-    extra: dict[str, Any] = {"stage": "stage1", "model_config": model_config.to_dict(), "stage1_config": config.to_dict()}
+    extra: dict[str, Any] = {"stage": "stage1", "model_config": model_config.to_dict(),
+                             "stage1_config": config.to_dict()}
     trainer = Trainer(model, stage1_loss_fn(config.guidance_weight, config.heatmap_weight, targets),
                       stage1_batches(dataset, config, total), trainer_config,
                       checkpoint_dir=out / CHECKPOINTS, control=control, extra_state=extra)

@@ -1,7 +1,10 @@
 """The pinhole camera Champ's guidance maps are rendered with, and how to place it for a dance.
 
 Convention: OpenCV camera space (x right, y down, z forward), ``p_cam = R @ p_world + t``, pixel
-``u = fx * x / z + cx``, ``v = fy * y / z + cy``, where pixel ``(i, j)`` covers ``[i, i+1) x [j, j+1)``.
+``u = fx * x / z + cx``, ``v = fy * y / z + cy``, where pixel ``(i, j)`` covers ``[i, i+1) x [j, j+1)``:
+its centre is at ``(i + 0.5, j + 0.5)`` and the image spans ``[0, W] x [0, H]`` (as in PIL, Blender and
+the rasteriser). OpenCV's own image coordinates put pixel centres at integers (``[-0.5, W - 0.5]``),
+so its principal point is half a pixel less than ours: :func:`camera_from_opencv` converts.
 Champ (GUIDANCE_MAPS.md section 0) uses HMR2's focal length ``f = 5000/256 * max(W, H)`` and the
 principal point at the exact image centre ``(W/2, H/2)``: :func:`champ_camera`.
 
@@ -24,6 +27,8 @@ from ..errors import InputError
 CHAMP_FOCAL_PER_PIXEL = 5000.0 / 256.0
 #: World (y up, body facing +z) to OpenCV camera in front of the body.
 FRONT_VIEW = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
+#: Added to an OpenCV pixel coordinate (pixel centres at integers) to get this pack's (centres at i + 0.5).
+OPENCV_TO_PACK_PIXEL = 0.5
 #: Default framing: mean body height as a fraction of the image height ...
 DEFAULT_FILL = 0.8
 #: ... and the margin kept free on every side by the whole motion's bounding box (fraction of W or H).
@@ -120,12 +125,18 @@ def camera_from_opencv(intrinsics: ArrayLike, rvec: ArrayLike, tvec: ArrayLike, 
 
     ``translation_scale`` converts ``t`` to the body's metres (AIST++ calibrations are in cm: 0.01).
     The world frame must be the one the cameras were calibrated in.
+
+    Pixel convention: OpenCV (and so AIST++) puts pixel ``i``'s CENTRE at coordinate ``i``; this pack
+    puts it at ``i + 0.5`` (pixel ``i`` covers ``[i, i + 1)``, module docstring). The principal point
+    is therefore shifted by half a pixel: ``cx = K[0, 2] + 0.5``, ``cy = K[1, 2] + 0.5`` (focal lengths
+    unchanged), so a point OpenCV projects to ``(u, v)`` lands at ``(u + 0.5, v + 0.5)`` here, i.e. in
+    the same pixel of the same image.
     """
     k = _vector(intrinsics, (3, 3), "intrinsics K")
     rotation = axis_angle_to_matrix(_vector(rvec, (3,), "rvec").double()).float()
     translation = _vector(tvec, (3,), "tvec") * translation_scale
-    return PinholeCamera(int(width), int(height), float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]),
-                         rotation, translation)
+    cx, cy = float(k[0, 2]) + OPENCV_TO_PACK_PIXEL, float(k[1, 2]) + OPENCV_TO_PACK_PIXEL
+    return PinholeCamera(int(width), int(height), float(k[0, 0]), float(k[1, 1]), cx, cy, rotation, translation)
 
 
 def frame_motion(points: torch.Tensor, width: int, height: int, fill: float = DEFAULT_FILL,

@@ -22,6 +22,8 @@ outside the image is black). One box per sequence, so the camera does not move i
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
@@ -49,6 +51,9 @@ AIST_REST_PELVIS_M = (0.0, -0.22, 0.03)
 CROP_PAD = 0.15
 #: Default output size of the cropped frames (the paper's 640 x 640).
 CROP_SIZE = 640
+#: Sequences whose decoded motion pickle :class:`AISTDataset` keeps (one clip reads its sequence's
+#: motion, scaling, crop and video from the same pickle; 2 lets a caller alternate two sequences).
+MOTION_CACHE_SIZE = 2
 SequenceRef = Union["AISTSequence", str, int]
 
 
@@ -118,6 +123,22 @@ class AISTDataset:
         self.sequences: list[AISTSequence] = [self._record(n, layout.music_files, layout.camera_mapping[n])
                                               for n in layout.names]
         self._by_name = {s.name: s for s in self.sequences}
+        self._init_motion_cache()
+
+    def _init_motion_cache(self) -> None:
+        """An empty LRU cache, sequence name -> (motion, scaling), at most :data:`MOTION_CACHE_SIZE` entries."""
+        self._motions: OrderedDict[str, tuple[SMPLMotion, float]] = OrderedDict()
+        self._motions_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the motion cache (and its lock): a worker process starts with an empty one."""
+        state = dict(self.__dict__)
+        del state["_motions"], state["_motions_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_motion_cache()
 
     def _record(self, name: str, music: dict[str, Path], setting: str) -> AISTSequence:
         parts = parse_sequence_name(name)
@@ -149,6 +170,25 @@ class AISTDataset:
 
     # -- motion and music ---------------------------------------------------------------------
     def _motion_and_scaling(self, seq: AISTSequence) -> tuple[SMPLMotion, float]:
+        """The sequence's motion and ``smpl_scaling``, its pickle read once for the last few sequences asked.
+
+        The motion is read-only (:class:`SMPLMotion`), so handing the cached one out again is safe.
+        """
+        with self._motions_lock:
+            hit = self._motions.get(seq.name)
+            if hit is not None:
+                self._motions.move_to_end(seq.name)
+                return hit
+        loaded = self._load_motion(seq)
+        with self._motions_lock:
+            self._motions[seq.name] = loaded
+            self._motions.move_to_end(seq.name)
+            while len(self._motions) > MOTION_CACHE_SIZE:
+                self._motions.popitem(last=False)
+        return loaded
+
+    def _load_motion(self, seq: AISTSequence) -> tuple[SMPLMotion, float]:
+        """Read and check ``motions/<seq>.pkl``: the motion (:func:`motion_from_pickle_data`) and ``smpl_scaling``."""
         data = load_pickle(seq.paths.motion, MOTION_PICKLE)
         if not isinstance(data, dict) or "smpl_scaling" not in data:
             raise InputError(f"{seq.paths.motion}: not an AIST++ motion (no smpl_scaling); put the AIST++ "

@@ -39,6 +39,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import torch
 
+from ... import __version__
 from ...m2penc.body import make_body
 from ...m2penc.champ.config import GUIDANCE_TYPES
 from ...m2penc.champ.models import load_guidance_encoders
@@ -48,19 +49,23 @@ from ...m2penc.errors import InputError
 from ...m2penc.jukebox import DEFAULT_LAYER
 from ...m2penc.progress import NO_CONTROL, RunControl
 from ...m2penc.render.camera import PinholeCamera
-from .shards import SampleData, finished_shards, remove_stale_partials, shard_path, write_shard
-from .sources import SOURCES, Clip, make_source
+from ..guidance_targets import GuidanceTargets
+from .shards import (KEY_MAX_LENGTH, SampleData, canonical_json, finished_shards, remove_stale_partials, shard_path,
+                     write_shard)
+from .sources import EDGE_JUKEBOX_LAYER, SOURCES, Clip, MotionSource, make_source
 from .targets import FEATURE_KINDS, STORE_MODES, TargetSettings, clip_camera, iter_clip_chunks, track_features
+from .windows import INDEX_FILE
 
-LOG = logging.getLogger("m2pdance.sdgpip")
+LOG = logging.getLogger("m2pdance.training.sdgpip")
 BUILD_FORMAT = "m2pdance.sdgpip.build"
 INDEX_FORMAT = "m2pdance.sdgpip.index"
 FORMAT_VERSION = 1
 BUILD_FILE = "build.json"
-INDEX_FILE = "index.json"
-MAX_KEY = 80
 #: Settings that say where or how fast a build runs, not what it contains (left out of the build id).
 RUNTIME_FIELDS = ("out", "device")
+#: Settings naming files or folders: the build id holds what they contain (sizes, hashes), not their paths,
+#: so a re-run from another working directory or a node mounting the data elsewhere resumes the build.
+PATH_FIELDS = ("data", "smpl_path", "edge_checkpoint", "guidance_encoders", "jukebox_dir")
 
 
 @dataclass(frozen=True)
@@ -131,18 +136,42 @@ class BuildConfig:
             raise InputError(f"--body must be 'open' or 'smpl' (with --smpl PATH), got {self.body!r}")
         self.targets()                                   # validates fps and size
 
-    def targets(self) -> TargetSettings:
-        """The per-frame target settings."""
+    def targets(self, device: Optional[torch.device] = None) -> TargetSettings:
+        """The per-frame target settings; Jukebox runs on ``device`` (default: :attr:`device`)."""
         jukebox = None
         if self.features == "jukebox":
             jukebox = {"vqvae_path": self.jukebox_dir, "prior_path": self.jukebox_dir, "layer": self.jukebox_layer,
-                       "device": self.device, "dtype": self.dtype}
+                       "device": device or self.device, "dtype": self.dtype}
         return TargetSettings(fps=float(self.fps), size=int(self.size), feature_kind=FEATURE_KINDS[self.features],
                               store=self.store, jukebox=jukebox)
 
+    def edge_extract(self, device: torch.device) -> Optional[dict[str, Any]]:
+        """EDGE's own slice-feature settings: Jukebox at EDGE's layer 66 whatever the student's features."""
+        if not self.jukebox_dir:
+            return None
+        return {"vqvae_path": self.jukebox_dir, "prior_path": self.jukebox_dir, "layer": EDGE_JUKEBOX_LAYER,
+                "device": device, "dtype": self.dtype}
+
     def identity(self) -> dict[str, Any]:
-        """The settings that decide the shards' content."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_FIELDS}
+        """The settings that decide the shards' content, without paths and settings that do not apply."""
+        unused = set(RUNTIME_FIELDS) | set(PATH_FIELDS)
+        if self.features != "jukebox":
+            unused.add("jukebox_layer")
+        if self.source != "beats":
+            unused.add("intensity")
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in unused}
+
+    def weights_files(self) -> dict[str, list[Path]]:
+        """The weights files whose content the shards depend on (EDGE's is in the source's facts)."""
+        files: dict[str, list[Path]] = {}
+        if self.store == "guidance" and self.guidance_encoders:
+            files["guidance_encoders"] = sorted(Path(self.guidance_encoders).glob("guidance_encoder_*"))
+        if self.jukebox_dir and (self.features == "jukebox" or self.source == "edge"):
+            files["jukebox"] = sorted(p for p in Path(self.jukebox_dir).iterdir() if p.is_file())
+        if self.body == "smpl" and self.smpl_path:
+            path = Path(self.smpl_path)
+            files["smpl"] = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+        return files
 
 
 @dataclass(frozen=True)
@@ -164,35 +193,54 @@ class WorkerSummary:
     frames: int = 0
     clips: int = 0
     seconds_of_motion: float = 0.0
-    wall_seconds: float = 0.0
-
-    FIELDS = ("shards_built", "shards_skipped", "samples", "frames", "clips", "seconds_of_motion", "wall_seconds")
+    wall_seconds: float = 0.0           # last: reduced with max, the others are summed
 
     def as_tensor(self) -> torch.Tensor:
-        return torch.tensor([float(getattr(self, f)) for f in self.FIELDS], dtype=torch.float64)
+        """The fields in order as a float64 vector (for ``all_reduce``)."""
+        return torch.tensor([float(v) for v in dataclasses.astuple(self)], dtype=torch.float64)
 
     @classmethod
     def from_tensor(cls, values: torch.Tensor) -> "WorkerSummary":
-        out = cls()
-        for name, value in zip(cls.FIELDS, values.tolist()):
-            setattr(out, name, type(getattr(out, name))(value))
-        return out
+        """Inverse of :meth:`as_tensor`."""
+        fields = dataclasses.fields(cls)
+        return cls(**{f.name: (int if f.type in (int, "int") else float)(v) for f, v in zip(fields, values.tolist())})
 
 
-def _canonical(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+def _item_files(source: MotionSource, config: BuildConfig, item: str) -> list[Path]:
+    """The input files of one work item (their sizes go into the build id)."""
+    if config.source == "aist":
+        paths = source.dataset.sequence(item).paths            # type: ignore[attr-defined]
+        return [p for p in (paths.motion, paths.music, paths.camera, paths.video) if p is not None]
+    return [Path(config.data) / item]
 
 
-def make_plan(config: BuildConfig, source: Any) -> Plan:
-    """The shard plan (consecutive items, ``items_per_shard`` per shard) and the build id."""
+def _file_facts(paths: list[Path], hashed: bool) -> list[list[Any]]:
+    """``[name, size]`` (or ``[name, sha256]``) of files: what identifies their content in the build id."""
+    from ...weights_manifest.verify import sha256_of
+
+    return [[p.name, sha256_of(p) if hashed else p.stat().st_size] for p in paths]
+
+
+def make_plan(config: BuildConfig, source: MotionSource, device: torch.device) -> Plan:
+    """The shard plan (consecutive items, ``items_per_shard`` per shard) and the build id.
+
+    The id hashes what decides the shards' bytes: the settings (without paths), the source's facts,
+    every item with its input files' sizes, the weights used (small files by sha256, Jukebox and
+    SMPL by size), the device type (CPU and CUDA floats differ) and the package version.
+    """
     items = list(source.items())
     if not items:
         raise InputError(f"{config.data} holds nothing to build for --source {config.source}")
     k = config.items_per_shard
     shards = tuple(tuple(items[i:i + k]) for i in range(0, len(items), k))
-    record = {"format": BUILD_FORMAT, "version": FORMAT_VERSION, "settings": config.identity(),
-              "source": source.describe(), "shards": [list(s) for s in shards]}
-    build_id = hashlib.sha256(_canonical(record).encode()).hexdigest()[:16]
+    facts = {key: value for key, value in source.describe().items() if key not in ("folder", "checkpoint")}
+    inputs = {item: _file_facts(_item_files(source, config, item), hashed=False) for item in items}
+    weights = {name: _file_facts(paths, hashed=name == "guidance_encoders")
+               for name, paths in config.weights_files().items()}
+    record = {"format": BUILD_FORMAT, "version": FORMAT_VERSION, "package_version": __version__,
+              "device_type": device.type, "settings": config.identity(), "source": facts, "inputs": inputs,
+              "weights": weights, "shards": [list(s) for s in shards]}
+    build_id = hashlib.sha256(canonical_json(record)).hexdigest()[:16]
     return Plan(build_id=build_id, shards=shards, record={**record, "build_id": build_id})
 
 
@@ -217,10 +265,11 @@ def _differences(old: dict, new: dict) -> list[str]:
     names = []
     old_settings, new_settings = old.get("settings", {}), new["settings"]
     names += [k for k in sorted(set(old_settings) | set(new_settings)) if old_settings.get(k) != new_settings.get(k)]
-    if old.get("source") != new["source"]:
-        names.append("source facts")
-    if old.get("shards") != new["shards"]:
-        names.append("items (the folder's files changed)")
+    for key, what in (("source", "source facts (e.g. the EDGE checkpoint)"), ("weights", "weights files"),
+                      ("device_type", "device type"), ("package_version", "m2pdance version"),
+                      ("shards", "items (files added or removed)"), ("inputs", "input files (sizes changed)")):
+        if old.get(key) != new.get(key):
+            names.append(what)
     return names
 
 
@@ -234,25 +283,27 @@ def _camera_record(camera: Optional[PinholeCamera]) -> Optional[dict[str, Any]]:
 def sample_key(clip_key: str, chunk: int) -> str:
     """``<clip key>-<chunk:03d>``; a long clip key is shortened with a hash so the key stays <= 80 chars."""
     suffix = f"-{chunk:03d}"
-    if len(clip_key) + len(suffix) > MAX_KEY:
+    if len(clip_key) + len(suffix) > KEY_MAX_LENGTH:
         digest = hashlib.sha256(clip_key.encode()).hexdigest()[:8]
-        clip_key = f"{clip_key[:MAX_KEY - len(suffix) - 9]}-{digest}"
+        clip_key = f"{clip_key[:KEY_MAX_LENGTH - len(suffix) - 9]}-{digest}"
     return clip_key + suffix
 
 
 class ShardMaker:
     """Turns the items of one shard into :class:`.shards.SampleData`, one sample at a time."""
 
-    def __init__(self, config: BuildConfig, source: Any, device: torch.device, control: RunControl = NO_CONTROL):
+    def __init__(self, config: BuildConfig, source: MotionSource, device: torch.device,
+                 control: RunControl = NO_CONTROL):
         self.config, self.source, self.control = config, source, control
-        self.settings = config.targets()
+        self.settings = config.targets(device)
         self.body = make_body(config.body, config.smpl_path, device=device)
-        self.encoders = None
+        self.encoders: Optional[GuidanceTargets] = None
         if config.store == "guidance":
-            self.encoders = load_guidance_encoders(config.guidance_encoders, GUIDANCE_TYPES, device=device,
-                                                   dtype=resolve_dtype(config.dtype, device))
+            self.encoders = GuidanceTargets(load_guidance_encoders(
+                config.guidance_encoders, GUIDANCE_TYPES, device=device, dtype=resolve_dtype(config.dtype, device)))
 
     def samples(self, items: tuple[str, ...], summary: WorkerSummary) -> Iterator[SampleData]:
+        """The samples of ``items`` in order (every clip, cut into chunks), counting into ``summary``."""
         for item in items:
             track: Optional[np.ndarray] = None
             for clip in self.source.clips(item):
@@ -263,6 +314,7 @@ class ShardMaker:
                 yield from self._clip_samples(clip, track, summary)
 
     def _clip_samples(self, clip: Clip, track: np.ndarray, summary: WorkerSummary) -> Iterator[SampleData]:
+        """One sample per chunk of ``clip``; ``track (T, D)``: the features of its whole music."""
         s = self.settings
         view = clip_camera(clip, self.body, s.size)
         camera = _camera_record(view)
@@ -294,49 +346,61 @@ def build_worker(config: BuildConfig, rank: int = 0, world_size: int = 1, contro
                  show_progress: bool = True) -> tuple[WorkerSummary, Plan]:
     """Build shards ``rank, rank + world_size, ...`` of the plan (skipping finished ones).
 
-    NumPy's BLAS runs single-threaded here: its multi-threaded reductions change the music
-    features in the last bits with the core count, and a shard's bytes must not depend on the
-    machine that (re)builds it. Torch keeps its threads (the renderer's results do not depend on them).
+    Determinism: a shard's bytes must not depend on the machine that (re)builds it, and
+    multi-threaded reductions change floats in the last bits with the thread count (NumPy's BLAS
+    in the music features, torch's convolutions in the guidance encoders, EDGE's matmuls). So a
+    CPU worker computes with one thread for BLAS and torch: run one worker per core
+    (``torchrun --nproc-per-node $(nproc)``). GPU workers keep their defaults (results are then
+    identical for the same GPU model and library versions).
     """
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _build_worker(config, rank, world_size, control, show_progress)
+    device = _worker_device(config.device)
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+        if world_size == 1 and (os.cpu_count() or 1) > 1:
+            LOG.info("one CPU worker uses one core; build with `torchrun --nproc-per-node %d -m m2pdance.training "
+                     "sdgpip ...` to use all %d", os.cpu_count(), os.cpu_count())
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return _build_worker(config, rank, world_size, device, control, show_progress)
+    finally:
+        torch.set_num_threads(threads)
 
 
-def _build_worker(config: BuildConfig, rank: int, world_size: int, control: RunControl,
+def _build_worker(config: BuildConfig, rank: int, world_size: int, device: torch.device, control: RunControl,
                   show_progress: bool) -> tuple[WorkerSummary, Plan]:
     if not (0 <= rank < world_size):
         raise InputError(f"rank must be in [0, {world_size}), got {rank}")
     started = time.perf_counter()
-    device = _worker_device(config.device)
     source = make_source(config.source, config.data, split=config.split, fps=config.fps, size=config.size,
                          seed=config.seed, video=config.video, edge_checkpoint=config.edge_checkpoint,
                          device=device, dtype=config.dtype, intensity=config.intensity,
-                         edge_extract=config.targets().jukebox)
-    plan = make_plan(config, source)
+                         edge_extract=config.edge_extract(device))
+    plan = make_plan(config, source, device)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     _record_build(out, plan)
-    done = {i for i, index in finished_shards(out).items() if index.build_id == plan.build_id}
+    done = set(finished_shards(out, build_id=plan.build_id))
     mine = list(range(rank, len(plan.shards), world_size))
     summary = WorkerSummary()
     bar = _progress_bar(rank, len(mine)) if show_progress else None
     maker: Optional[ShardMaker] = None
     try:
-        for shard in mine:
+        for count, shard in enumerate(mine, start=1):
             if shard in done:
                 summary.shards_skipped += 1
             else:
                 maker = maker or ShardMaker(config, source, device, control)
                 path = shard_path(out, shard)
                 remove_stale_partials(path)
-                write_shard(path, maker.samples(plan.shards[shard], summary), shard=shard, build_id=plan.build_id)
+                write_shard(path, maker.samples(plan.shards[shard], summary), shard=shard, build_id=plan.build_id,
+                            on_sample=lambda _: bar is not None and bar.set_postfix(frames=summary.frames))
                 summary.shards_built += 1
             if bar is not None:
-                bar.set_postfix(frames=summary.frames, refresh=False)
                 bar.update(1)
-            control.tick("sdgpip shards", mine.index(shard) + 1, len(mine))
+            control.tick("sdgpip shards", count, len(mine))
     finally:
         if bar is not None:
             bar.close()
@@ -345,9 +409,11 @@ def _build_worker(config: BuildConfig, rank: int, world_size: int, control: RunC
 
 
 def _worker_device(device: str) -> torch.device:
-    """``auto`` under torchrun: this process's GPU (``LOCAL_RANK``), else CUDA if present, else the CPU."""
-    if device == "auto" and torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    """``auto``/``cuda`` under torchrun: this process's GPU (``LOCAL_RANK``); CPU when there is no GPU."""
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(chosen)
+        return chosen
     return resolve_device(device)
 
 
@@ -361,7 +427,8 @@ def dataset_index(out: Path, plan: Plan) -> Optional[dict[str, Any]]:
         for sample in finished[shard].samples:
             meta = sample.meta
             samples.append({"shard": shard, "key": sample.key, "sequence": meta["sequence"], "source": meta["source"],
-                            "split": meta["split"], "frame_start": meta["frame_start"], "num_frames": meta["num_frames"],
+                            "split": meta["split"], "frame_start": meta["frame_start"],
+                            "num_frames": meta["num_frames"],
                             "fps": meta["fps"], "music_offset": meta["music_offset"]})
             frames += int(meta["num_frames"])
             sources[meta["source"]] = sources.get(meta["source"], 0) + int(meta["num_frames"])
@@ -376,33 +443,53 @@ def _distributed() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def _reduce(summary: WorkerSummary, failed: bool) -> tuple[WorkerSummary, bool]:
+    """Sum the processes' counts (wall time: the slowest) and whether any failed, over a gloo group."""
+    import torch.distributed as dist
+
+    values = torch.cat([summary.as_tensor(), torch.tensor([float(failed)], dtype=torch.float64)])
+    wall = values[-2:-1].clone()
+    dist.all_reduce(values)
+    dist.all_reduce(wall, op=dist.ReduceOp.MAX)
+    values[-2] = wall[0]
+    return WorkerSummary.from_tensor(values[:-1]), bool(values[-1] > 0)
+
+
 def run_build(config: BuildConfig, control: RunControl = NO_CONTROL, show_progress: bool = True) -> dict[str, Any]:
     """Build (or resume) a dataset as this process's share of a ``torchrun`` job, or alone.
 
+    Under ``torchrun`` every process builds its shards, then all meet once over a gloo group (CPU
+    tensors, any backend's machines) to sum the counts and learn whether any process failed; a
+    failure anywhere is raised everywhere, after the others finished their shards (which a re-run
+    then skips). Rank 0 writes ``index.json`` when every shard is finished.
+
     Returns the summary printed at the end: this run's work summed over processes, and the
-    dataset's totals (on every rank; only rank 0 writes ``index.json``).
+    dataset's totals.
     """
     rank, world = _distributed()
     group = False
     if world > 1:
         import torch.distributed as dist
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() and config.device in ("auto", "cuda")
-                                    else "gloo")
+            dist.init_process_group("gloo")
             group = True
     try:
-        summary, plan = build_worker(config, rank, world, control, show_progress)
-        totals = summary.as_tensor()
+        error: Optional[BaseException] = None
+        summary, plan = WorkerSummary(), None
+        try:
+            summary, plan = build_worker(config, rank, world, control, show_progress)
+        except Exception as e:                          # reach the collective below, then re-raise
+            if world == 1:
+                raise
+            error = e
+        failed = error is not None
         if world > 1:
-            import torch.distributed as dist
-            device = _worker_device(config.device) if dist.get_backend() == "nccl" else torch.device("cpu")
-            totals = totals.to(device)
-            wall = totals[-1:].clone()
-            dist.all_reduce(totals)
-            dist.all_reduce(wall, op=dist.ReduceOp.MAX)
-            totals[-1] = wall[0]
-            totals = totals.cpu()
-        run = WorkerSummary.from_tensor(totals)
+            summary, failed = _reduce(summary, failed)
+        if error is not None:
+            raise error
+        if failed or plan is None:
+            raise InputError("another sdgpip worker failed (its error is in its own output); fix it and re-run "
+                             "the same command: finished shards are kept")
         out = Path(config.out)
         index = dataset_index(out, plan)
         if rank == 0 and index is not None:
@@ -412,7 +499,7 @@ def run_build(config: BuildConfig, control: RunControl = NO_CONTROL, show_progre
         if group:
             import torch.distributed as dist
             dist.destroy_process_group()
-    return {"build_id": plan.build_id, "workers": world, "this_run": dataclasses.asdict(run),
+    return {"build_id": plan.build_id, "workers": world, "this_run": dataclasses.asdict(summary),
             "dataset": None if index is None else index["totals"], "complete": index is not None}
 
 

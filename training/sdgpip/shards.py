@@ -7,10 +7,11 @@ Layout of a built dataset folder ``root/`` (the builder also writes ``root/build
     root/shards/shard-000000.json   its sidecar index: every member's data offset and size
 
 A *sample* is one continuous dance clip of ``N`` frames. Its key matches :data:`KEY_PATTERN`
-(no dots: webdataset groups members by the name before the first dot; at most 80 characters so
-every member name fits USTAR's 100-byte name field). Its members, in exactly this order:
+(no dots: webdataset groups members by the name before the first dot; at most :data:`KEY_MAX_LENGTH`
+= 80 characters so every member name fits USTAR's 100-byte name field). Its members, in exactly
+this order (the *member order*; the tar holds the samples one after the other):
 
-1. ``{key}.json``: the metadata, ``json.dumps(meta, sort_keys=True, separators=(",", ":"))``;
+1. ``{key}.json``: the metadata, :func:`canonical_json` of it (sorted keys, no whitespace);
    a JSON object with ``num_frames`` (N, 1..99999) and whatever the builder adds (source,
    split, fps, ...).
 2. ``{key}.{field}.npy``: one ``np.save`` array (``allow_pickle=False``, C order) per per-sample
@@ -38,9 +39,13 @@ Atomicity: the tar and then its sidecar are written through
 and the tar has the size it records (:func:`finished_shards`). A killed writer leaves only
 ``.shard-XXXXXX.tar.*.partial`` files, removed by :func:`remove_stale_partials`.
 
-Reading treats every file as hostile: the sidecar is size-bounded and fully validated, members
-are read with one seek + read inside the tar's recorded size, arrays are checked against the
-sizes the sidecar declares *before* anything is allocated, ``.npy`` headers are parsed without
+Reading treats every file as hostile: sidecars and tars must be regular files (not symlinks,
+FIFOs, devices or folders: a FIFO would block a reader forever, a link could lead outside the
+dataset folder); the sidecar is size-bounded and fully validated, including that the members'
+``[offset, offset + size)`` data spans follow each other without overlap in the member order,
+across samples too (so a tiny shard cannot make many frames decode one member); members are read
+with one seek + read inside the tar's recorded size, arrays are checked against the sizes the
+sidecar declares *before* anything is allocated, ``.npy`` headers are parsed without
 pickle (object dtypes are refused) and images must have the expected format, mode and size.
 """
 from __future__ import annotations
@@ -51,6 +56,7 @@ import json
 import math
 import os
 import re
+import stat
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,15 +67,18 @@ from PIL import Image
 
 from ...m2penc.checkpoint import atomic_write
 from ...m2penc.errors import InputError
+from ...weights_manifest.verify import sha256_of
 
 PathLike = Union[str, os.PathLike]
 
 FORMAT = "m2pdance.sdgpip.shard"
 VERSION = 1
 SHARD_DIR = "shards"
-#: Sample keys: at most 80 of these characters, so ``{key}.{f:05d}.{field}.{ext}`` fits USTAR's
-#: 100-byte name field (no prefix split is ever needed) and webdataset's first-dot grouping works.
-KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,80}")
+#: Longest sample key: ``{key}.{f:05d}.{field}.{ext}`` then fits USTAR's 100-byte name field
+#: (no prefix split is ever needed).
+KEY_MAX_LENGTH = 80
+#: Sample keys: 1..KEY_MAX_LENGTH of these characters (no dots, so webdataset's first-dot grouping works).
+KEY_PATTERN = re.compile(rf"[A-Za-z0-9_-]{{1,{KEY_MAX_LENGTH}}}")
 _SHARD_NAME = re.compile(r"shard-(\d{6})\.(tar|json)")
 #: Five-digit frame numbers in member names.
 MAX_FRAMES = 99_999
@@ -161,6 +170,11 @@ def _short(value: Any, limit: int = 80) -> str:
     """``repr`` cut to ``limit`` characters (hostile files can hold huge values)."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _round_up(offset: int) -> int:
+    """``offset`` rounded up to a whole tar block."""
+    return -(-offset // _BLOCK) * _BLOCK
 
 
 def _as_int(value: Any) -> Optional[int]:
@@ -278,7 +292,11 @@ class SampleRef:
     num_frames: int
 
 
-def _dumps(obj: Any) -> bytes:
+def canonical_json(obj: Any) -> bytes:
+    """``obj`` as canonical JSON bytes: UTF-8, sorted keys, no whitespace, NaN/inf refused (``ValueError``).
+
+    What the shards store (``{key}.json`` members, sidecars); equal data gives equal bytes in any process.
+    """
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
@@ -395,8 +413,8 @@ def _check_sample(sample: SampleData, seen: set[str], where: str) -> tuple[dict,
         raise InputError(f"{where}: samples must be SampleData, got {type(sample).__name__}")
     key = sample.key
     if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
-        raise InputError(f"{where}: sample key {key!r} must be 1-80 characters of A-Z a-z 0-9 _ - (no dots: "
-                         "webdataset groups members by the name before the first dot; the length keeps "
+        raise InputError(f"{where}: sample key {key!r} must be 1-{KEY_MAX_LENGTH} characters of A-Z a-z 0-9 _ - "
+                         "(no dots: webdataset groups members by the name before the first dot; the length keeps "
                          "member names inside USTAR's 100 bytes)")
     if key in seen:
         raise InputError(f"{where}: sample key {key!r} appears twice in this shard; keys must be unique")
@@ -404,7 +422,7 @@ def _check_sample(sample: SampleData, seen: set[str], where: str) -> tuple[dict,
     if not isinstance(sample.meta, Mapping):
         raise InputError(f"{where}: meta must be a dict (a JSON object), got {type(sample.meta).__name__}")
     try:
-        text = _dumps(dict(sample.meta))
+        text = canonical_json(dict(sample.meta))
     except (TypeError, ValueError) as e:
         raise InputError(f"{where}: meta must be JSON with string keys and finite numbers ({e})") from e
     if len(text) > MAX_META_BYTES:
@@ -474,8 +492,7 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> tuple[int, int]
     info.uname = info.gname = ""
     start = tar.offset
     tar.addfile(info, io.BytesIO(data))
-    padded = -(-len(data) // _BLOCK) * _BLOCK
-    assert tar.offset == start + _BLOCK + padded, "a USTAR header is one block"
+    assert tar.offset == start + _BLOCK + _round_up(len(data)), "a USTAR header is one block"
     return start + _BLOCK, len(data)
 
 
@@ -526,14 +543,14 @@ def write_shard(path: PathLike, samples: Iterable[SampleData], *, shard: int, bu
     atomic_write(path, write)
     index = ShardIndex(shard=shard, build_id=build_id, tar_path=path, json_path=json_path,
                        tar_bytes=digest["bytes"], tar_sha256=digest["sha256"], samples=tuple(indexed))
-    text = _dumps(index.to_json()) + b"\n"
+    text = canonical_json(index.to_json()) + b"\n"
     atomic_write(json_path, lambda tmp: Path(tmp).write_bytes(text))
     return index
 
 
 def _write_sample(tar: tarfile.TarFile, key: str, meta: dict, arrays: dict[str, np.ndarray]) -> IndexedSample:
     members: dict[str, list[tuple[int, int]]] = {}
-    _add_member(tar, f"{key}.json", _dumps(meta))
+    _add_member(tar, f"{key}.json", canonical_json(meta))
     for name in _per_sample_fields(arrays):
         members[name] = [_add_member(tar, sample_member(key, name), _encode_npy(arrays[name]))]
     per_frame = _per_frame_fields(arrays)
@@ -569,12 +586,62 @@ def remove_stale_partials(path: PathLike) -> list[Path]:
 
 # ----- reading the sidecar ------------------------------------------------------------------
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+# ----- regular files only -------------------------------------------------------------------
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_NOT_REGULAR_WHY = ("SDGPip reads only the regular files its builder writes: a link could lead outside the "
+                    "dataset folder, a FIFO or device would block reading forever")
+
+
+class _NotRegular(OSError):
+    """A path that must be a regular file is a link, FIFO, device, socket or folder."""
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular ``st_mode`` is, for messages: ``"a symbolic link"``, ``"a FIFO (named pipe)"``, ..."""
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def _not_regular(path: Path) -> Optional[str]:
+    """``None`` if ``path`` itself is a regular file (``os.lstat``: a symlink is not followed), else what it is.
+
+    Raises:
+        FileNotFoundError: nothing is there.
+    """
+    mode = os.lstat(path).st_mode
+    return None if stat.S_ISREG(mode) else file_kind(mode)
+
+
+def _open_regular(path: Path, buffering: int = -1) -> BinaryIO:
+    """``path`` opened for binary reading if it is a regular file, checked on the open descriptor.
+
+    The open neither follows a final symlink (``O_NOFOLLOW``) nor waits for a FIFO's writer
+    (``O_NONBLOCK``), so a file swapped after :func:`_not_regular` still cannot hang the reader.
+
+    Raises:
+        _NotRegular: it is not a regular file. OSError: it cannot be opened (missing, a link, permissions).
+    """
+    fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _NotRegular(f"{path} is {file_kind(mode)}, not a regular file")
+        if _O_NONBLOCK:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb", buffering=buffering)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_shard_index(json_path: PathLike) -> ShardIndex:
@@ -589,14 +656,23 @@ def read_shard_index(json_path: PathLike) -> ShardIndex:
     if not match or match.group(2) != "json":
         raise InputError(f"{json_path}: an SDGPip shard index is named shard-XXXXXX.json")
     try:
-        size = json_path.stat().st_size
-        if size > MAX_INDEX_BYTES:
-            raise bad(f"it is {size} bytes, more than the {MAX_INDEX_BYTES} an index may have")
-        doc = json.loads(json_path.read_bytes().decode("utf-8"), parse_constant=_reject_constant)
+        kind = _not_regular(json_path)
+        if kind is not None:
+            raise _NotRegular(f"{json_path} is {kind}, not a regular file")
+        with _open_regular(json_path) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_INDEX_BYTES:
+                raise bad(f"it is {size} bytes, more than the {MAX_INDEX_BYTES} an index may have")
+            data = f.read(MAX_INDEX_BYTES + 1)
+        if len(data) > MAX_INDEX_BYTES:
+            raise bad(f"it holds more than the {MAX_INDEX_BYTES} bytes an index may have")
+        doc = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
     except InputError:
         raise
     except FileNotFoundError as e:
         raise InputError(f"shard index not found: {json_path}") from e
+    except _NotRegular as e:
+        raise InputError(f"shard index {e}; {_NOT_REGULAR_WHY}. Remove it and {_REBUILD}") from None
     except (OSError, ValueError, RecursionError) as e:
         raise bad(f"not readable JSON ({type(e).__name__}: {e})") from e
     if not isinstance(doc, dict):
@@ -605,24 +681,24 @@ def read_shard_index(json_path: PathLike) -> ShardIndex:
         raise bad(f"format/version are {_short(doc.get('format'))}/{_short(doc.get('version'))}, "
                   f"expected {FORMAT!r}/{VERSION}")
     shard, build_id = doc.get("shard"), doc.get("build_id")
-    if not _is_int(shard) or shard != int(match.group(1)):
+    if _as_int(shard) is None or shard != int(match.group(1)):
         raise bad(f"'shard' is {_short(shard)}, the file name says {int(match.group(1))}")
     if not isinstance(build_id, str):
         raise bad(f"'build_id' must be a string, got {_short(build_id)}")
     tar_name, tar_bytes, sha = doc.get("tar_name"), doc.get("tar_bytes"), doc.get("tar_sha256")
     if tar_name != f"shard-{shard:06d}.tar":
         raise bad(f"'tar_name' is {_short(tar_name)}, expected 'shard-{shard:06d}.tar'")
-    if not _is_int(tar_bytes) or tar_bytes < 0 or tar_bytes % _BLOCK:
+    if _as_int(tar_bytes) is None or tar_bytes < 0 or tar_bytes % _BLOCK:
         raise bad(f"'tar_bytes' must be a non-negative multiple of {_BLOCK}, got {_short(tar_bytes)}")
     if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise bad(f"'tar_sha256' must be 64 lowercase hex digits, got {_short(sha)}")
     raw_samples = doc.get("samples")
     if not isinstance(raw_samples, list):
         raise bad("'samples' must be a list")
-    samples, keys = [], set()
+    samples, keys, end = [], set(), 0
     for i, raw in enumerate(raw_samples):
         try:
-            sample = _parse_sample(raw, tar_bytes)
+            sample, end = _parse_sample(raw, tar_bytes, end)
         except _Corrupt as e:
             raise bad(f"samples[{i}]: {e}") from None
         if sample.key in keys:
@@ -633,7 +709,17 @@ def read_shard_index(json_path: PathLike) -> ShardIndex:
                       tar_bytes=tar_bytes, tar_sha256=sha, samples=tuple(samples))
 
 
-def _parse_sample(raw: Any, tar_bytes: int) -> IndexedSample:
+def _parse_sample(raw: Any, tar_bytes: int, start: int) -> tuple[IndexedSample, int]:
+    """Validate one sidecar sample whose ``{key}.json`` header may begin at tar byte ``start`` (block-aligned).
+
+    Besides each field's spec and ``[offset, size]`` entries, checks that the members' data spans
+    follow each other in the member order (module docstring) without overlapping, each after
+    room for its 512-byte header (the first after the ``{key}.json`` header and data, at least
+    three blocks), so no two frames can share one member.
+
+    Returns:
+        The sample and the block-aligned byte where the next sample may begin.
+    """
     if not isinstance(raw, dict):
         raise _Corrupt("must be an object")
     key, meta, arrays, members = raw.get("key"), raw.get("meta"), raw.get("arrays"), raw.get("members")
@@ -642,7 +728,7 @@ def _parse_sample(raw: Any, tar_bytes: int) -> IndexedSample:
     if not isinstance(meta, dict):
         raise _Corrupt(f"{key}: 'meta' must be an object")
     n = meta.get("num_frames")
-    if not _is_int(n) or not 1 <= n <= MAX_FRAMES:
+    if _as_int(n) is None or not 1 <= n <= MAX_FRAMES:
         raise _Corrupt(f"{key}: meta.num_frames must be an int in 1..{MAX_FRAMES}, got {_short(n)}")
     if not isinstance(arrays, dict) or not isinstance(members, dict) or set(arrays) != set(members):
         raise _Corrupt(f"{key}: 'arrays' and 'members' must be objects with the same fields")
@@ -654,7 +740,7 @@ def _parse_sample(raw: Any, tar_bytes: int) -> IndexedSample:
         shape = a.get("shape") if isinstance(a, dict) else None
         dtype = a.get("dtype") if isinstance(a, dict) else None
         if (dtype not in spec.dtypes or not isinstance(shape, list) or len(shape) != 1 + len(spec.shape)
-                or not all(_is_int(d) and d >= 1 for d in shape) or shape[0] != n
+                or not all(_as_int(d) is not None and d >= 1 for d in shape) or shape[0] != n
                 or any(d is not None and s != d for s, d in zip(shape[1:], spec.shape))
                 or (spec.square and shape[-1] != shape[-2])):
             raise _Corrupt(f"{key}: field {name!r} array spec {_short(a)} does not fit the codec table")
@@ -669,7 +755,7 @@ def _parse_sample(raw: Any, tar_bytes: int) -> IndexedSample:
         itemsize = np.dtype(dtype).itemsize
         data_bytes = frame_elems * itemsize * (1 if CODECS[codec].per_frame else n)
         for entry in entries:
-            if (not isinstance(entry, list) or len(entry) != 2 or not all(_is_int(v) for v in entry)
+            if (not isinstance(entry, list) or len(entry) != 2 or not all(_as_int(v) is not None for v in entry)
                     or entry[0] < _BLOCK or entry[0] % _BLOCK or entry[1] < 1 or entry[0] + entry[1] > tar_bytes):
                 raise _Corrupt(f"{key}: field {name!r} member {_short(entry)} is not a block-aligned [offset, size] "
                                f"inside the {tar_bytes}-byte tar")
@@ -677,26 +763,33 @@ def _parse_sample(raw: Any, tar_bytes: int) -> IndexedSample:
                 raise _Corrupt(f"{key}: field {name!r} member of {entry[1]} bytes cannot hold {dtype} {shape}")
         specs[name] = ArraySpec(dtype, tuple(shape))
         spans[name] = tuple((e[0], e[1]) for e in entries)
-    return IndexedSample(key=key, meta=meta, arrays=specs, members=spans)
+    order = [(name, None) for name in _per_sample_fields(spans)]
+    order += [(name, f) for f in range(n) for name in _per_frame_fields(spans)]
+    lowest = start + 3 * _BLOCK                     # the {key}.json header, >= 1 block of its data, our header
+    previous = f"{key}.json (or a member of an earlier sample)"
+    for name, f in order:
+        offset, size = spans[name][0 if f is None else f]
+        member = sample_member(key, name) if f is None else frame_member(key, f, name)
+        if offset < lowest:
+            raise _Corrupt(f"member {member} has its data at byte {offset}, which overlaps or precedes member "
+                           f"{previous} (the earliest it can start is byte {lowest}); members must follow each other "
+                           "in the tar in the documented order, without overlapping")
+        lowest, previous = _round_up(offset + size) + _BLOCK, member
+    return IndexedSample(key=key, meta=meta, arrays=specs, members=spans), lowest - _BLOCK
 
 
 def _tar_problem(index: ShardIndex) -> Optional[str]:
-    """Why the tar of a sidecar is unusable (missing, wrong size), or ``None``."""
+    """Why the tar of a sidecar is unusable (missing, not a regular file, wrong size), or ``None``."""
     try:
-        size = index.tar_path.stat().st_size
+        info = os.lstat(index.tar_path)
     except FileNotFoundError:
         return "is missing"
+    if not stat.S_ISREG(info.st_mode):
+        return f"is {file_kind(info.st_mode)}, not a regular file ({_NOT_REGULAR_WHY}; remove it)"
+    size = info.st_size
     if size != index.tar_bytes:
         return f"has {size} bytes but its index records {index.tar_bytes} (truncated or replaced)"
     return None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _index_files(root: Path) -> dict[int, Path]:
@@ -717,6 +810,7 @@ def finished_shards(root: PathLike, *, build_id: Optional[str] = None,
 
     A builder resuming an interrupted run skips these and rebuilds the rest. ``build_id`` keeps
     only shards of that build; ``verify_sha256`` also hashes every tar (reads all of them).
+    A sidecar or tar that is not a regular file (a symlink, FIFO, folder ...) is not finished.
     """
     done = {}
     for shard, json_path in _index_files(Path(root)).items():
@@ -728,7 +822,7 @@ def finished_shards(root: PathLike, *, build_id: Optional[str] = None,
             continue
         if _tar_problem(index) is not None:
             continue
-        if verify_sha256 and _sha256(index.tar_path) != index.tar_sha256:
+        if verify_sha256 and sha256_of(index.tar_path) != index.tar_sha256:
             continue
         done[shard] = index
     return done
@@ -809,7 +903,13 @@ class SDGPipShards:
             self._handles, self._pid = {}, os.getpid()
         handle = self._handles.get(shard)
         if handle is None:
-            handle = self._handles[shard] = open(self.shards[shard].tar_path, "rb", buffering=0)
+            index = self.shards[shard]
+            try:
+                handle = self._handles[shard] = _open_regular(index.tar_path, buffering=0)
+            except _NotRegular as e:
+                raise InputError(f"shard {e} ({_NOT_REGULAR_WHY}); remove it and {_REBUILD}") from None
+            except OSError as e:
+                raise InputError(f"cannot open shard {index.tar_path} ({e}); {_REBUILD}") from None
         return handle
 
     def _read_bytes(self, shard: int, offset: int, size: int) -> bytearray:
@@ -1004,7 +1104,7 @@ class _TarStream:
 
     def __enter__(self) -> "_TarStream":
         try:
-            self.raw = open(self.index.tar_path, "rb")
+            self.raw = _open_regular(self.index.tar_path)
         except OSError as e:
             raise self.broken(f"cannot open it ({e})") from e
         try:

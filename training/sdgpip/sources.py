@@ -28,8 +28,9 @@ over it, as at inference, and takes the clip's rows.
 
 Music folders (``beats``, ``edge``): every file with an extension :func:`~m2penc.audio.io.load_audio`
 reads, found recursively and sorted by relative POSIX path; hidden files and folders are skipped;
-links leading outside the folder, unreadable files and names that are not printable UTF-8 are refused
-up front, all in one :class:`InputError`.
+links leading outside the folder, anything that is not a regular file once links inside the folder
+are followed (a FIFO or device named ``*.wav`` would block decoding forever), unreadable files and
+names that are not printable UTF-8 are refused up front, all in one :class:`InputError`.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ import json
 import logging
 import os
 import re
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Protocol, Union
@@ -53,6 +55,7 @@ from ...m2penc.audio.io import SUPPORTED_EXTENSIONS, load_audio, trim_audio
 from ...m2penc.audio.rhythm import music_choreography
 from ...m2penc.device import resolve_device, resolve_dtype
 from ...m2penc.errors import InputError
+from ...m2penc.jukebox.config import DEFAULT_LAYER
 from ...m2penc.motion import SMPLMotion
 from ...m2penc.motion.edge.checkpoint import EDGEModelBundle, load_edge
 from ...m2penc.motion.edge.diffusion import DEFAULT_GUIDANCE
@@ -62,12 +65,11 @@ from ...m2penc.timeline import frame_count, rational_fps
 from ...weights_manifest.verify import sha256_of
 from .aist import AIST_REST_PELVIS_M, CM_TO_M, AISTDataset, AISTSequence, CropBox
 from .aist_layout import SPLITS, VIDEO_VIEW
+from .shards import KEY_MAX_LENGTH, KEY_PATTERN, file_kind
 
 log = logging.getLogger(__name__)
 
 SOURCES: tuple[str, ...] = ("aist", "edge", "beats")
-#: A clip key: what the shards name a sample by.
-KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,80}")
 #: Characters of a music file's stem kept in its keys (the rest is identified by the path hash).
 STEM_CHARS = 48
 #: Hex digits of sha256(relative path) in a music file's keys.
@@ -76,8 +78,13 @@ PATH_HASH_CHARS = 8
 EDGE_SUFFIXES: tuple[str, ...] = (".safetensors", ".pt", ".pth", ".ckpt")
 #: Beat choreographer amplitude range (:func:`~m2penc.motion.choreography.choreograph`).
 INTENSITY_RANGE = (0.0, 2.0)
+#: The Jukebox layer EDGE's released checkpoint was trained on (EDGE's ``jukebox_features.py``): the edge
+#: source always extracts its slices' features there, whatever layer the student's features use.
+EDGE_JUKEBOX_LAYER: int = DEFAULT_LAYER
 #: Arguments of :func:`extract_music_features` that the EDGE slicer sets itself (not allowed in ``edge_extract``).
 _SLICER_SETS = ("audio", "kind", "fps", "start", "duration", "control")
+# the longest music key (``edge-<stem>-<hash>-s<slice>``, slices < 10**5) is a valid sample key
+assert len("edge--") + STEM_CHARS + PATH_HASH_CHARS + len("-s99999") <= KEY_MAX_LENGTH
 PathLike = Union[str, os.PathLike]
 Video = Callable[[], Iterator[np.ndarray]]
 
@@ -87,7 +94,7 @@ class Clip:
     """One training clip: a motion, the music it dances to, and how to see it.
 
     Attributes:
-        key: unique, run-stable sample key, :data:`KEY_PATTERN` (``aist-<sequence>``,
+        key: unique, run-stable sample key, :data:`.shards.KEY_PATTERN` (``aist-<sequence>``,
             ``beats-<stem>-<8 hex>``, ``edge-<stem>-<8 hex>-s<slice>``).
         source: one of :data:`SOURCES`.
         split: ``"train"``, ``"val"`` or ``"test"``.
@@ -120,7 +127,8 @@ class Clip:
 
     def __post_init__(self) -> None:
         if KEY_PATTERN.fullmatch(self.key) is None:
-            raise InputError(f"clip key {self.key!r} must match {KEY_PATTERN.pattern}")
+            raise InputError(f"clip key {self.key!r} must be 1-{KEY_MAX_LENGTH} characters of A-Z a-z 0-9 _ - "
+                             f"({KEY_PATTERN.pattern}): the shards name samples by it")
         if self.source not in SOURCES or self.motion.up_axis != "y":
             raise InputError(f"clip {self.key}: the source must be one of {SOURCES} and the motion y-up, got "
                              f"{self.source!r} and up_axis {self.motion.up_axis!r}")
@@ -267,6 +275,31 @@ def _name_problem(relative: str) -> Optional[str]:
     return None
 
 
+def _link_problem(path: Path, folder: Path) -> Optional[str]:
+    """Why the file link ``path`` cannot be used (broken, a loop, leads outside ``folder``), or ``None``."""
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):              # missing target, or a loop of links
+        return f"a broken link (to {ascii(os.readlink(path))})"
+    if not _inside(target, folder):
+        return f"a link to {ascii(str(target))}, outside the folder"
+    return None
+
+
+def _regular_file_problem(path: Path) -> Optional[str]:
+    """``None`` if ``path`` (its target, for a link already checked) is a regular file, else why not.
+
+    ``os.stat`` never opens the file, so a FIFO is recognised without blocking on it.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    return f"{file_kind(mode)}, not a regular file (reading it could block forever or read a device)"
+
+
 def list_music_files(folder: Path) -> list[str]:
     """Music files under ``folder`` (resolved), as sorted relative POSIX paths (module docstring).
 
@@ -292,18 +325,16 @@ def list_music_files(folder: Path) -> list[str]:
                 continue
             keep.append(name)
         dirs[:] = keep
-        for name in files:
+        for name in sorted(files):
             path = base / name
             if name.startswith(".") or path.suffix.lower() not in SUPPORTED_EXTENSIONS:
                 continue
             relative = path.relative_to(folder).as_posix()
             problem = _name_problem(relative)
             if problem is None and path.is_symlink():
-                target = path.resolve()
-                if not target.is_file():
-                    problem = f"a broken link (to {ascii(str(target))})"
-                elif not _inside(target, folder):
-                    problem = f"a link to {ascii(str(target))}, outside the folder"
+                problem = _link_problem(path, folder)
+            if problem is None:
+                problem = _regular_file_problem(path)
             if problem is None and not os.access(path, os.R_OK):
                 problem = "not readable (permissions)"
             if problem is None:
@@ -313,7 +344,7 @@ def list_music_files(folder: Path) -> list[str]:
     if problems:
         raise InputError(f"the music folder {folder} has {len(problems)} file(s) that cannot be used:\n  - "
                          + "\n  - ".join(problems) + "\nrename them (printable UTF-8 names), copy linked files into "
-                         "the folder, fix their permissions, or move them out of the folder")
+                         "the folder, fix their permissions, or move them (and pipes, devices) out of the folder")
     if not found:
         raise InputError(f"the music folder {folder} holds no music files (looked recursively for "
                          f"{' '.join(SUPPORTED_EXTENSIONS)}; hidden files are skipped); put the tracks there")
@@ -411,8 +442,11 @@ class EDGESource(_MusicFolderSource):
         folder: the music folder; checkpoint: EDGE weights (``checkpoint.pt`` or our ``.safetensors``),
             loaded on first use; split, fps, seed: as :class:`BeatsSource`.
         device, dtype: where and in which precision EDGE runs.
-        extract: extra arguments of :func:`extract_music_features` for the slices' features
-            (a Jukebox EDGE needs ``vqvae_path`` and ``prior_path``, or ``extractor``).
+        extract: extra arguments of :func:`extract_music_features` for the slices' features. A Jukebox
+            EDGE needs ``vqvae_path`` and ``prior_path`` (the Jukebox weights folder; the CLI's
+            ``--jukebox DIR``) or ``extractor``; e.g. the builder's ``{"vqvae_path": dir,
+            "prior_path": dir, "layer": 66, "device": ..., "dtype": ...}``. ``layer`` may only be
+            :data:`EDGE_JUKEBOX_LAYER` (66): the slices are always extracted at EDGE's layer.
     """
 
     name = "edge"
@@ -422,8 +456,9 @@ class EDGESource(_MusicFolderSource):
                  extract: Optional[Mapping[str, Any]] = None):
         super().__init__(folder, split, fps, seed)
         if checkpoint is None:
-            raise InputError("the edge source needs an EDGE checkpoint: pass edge_checkpoint=<EDGE's checkpoint.pt "
-                             "or an m2pdance .safetensors> (e.g. models/edge/... from `m2pdance weights`)")
+            raise InputError("the edge source needs an EDGE checkpoint: pass --edge-checkpoint FILE (EDGE's "
+                             "checkpoint.pt or an m2pdance .safetensors, e.g. models/edge/... from `m2pdance weights`; "
+                             "from Python: edge_checkpoint=FILE)")
         self.checkpoint = Path(checkpoint).expanduser()
         if not self.checkpoint.is_file():
             raise InputError(f"EDGE checkpoint {self.checkpoint} does not exist or is not a file; pass the path of "
@@ -443,6 +478,12 @@ class EDGESource(_MusicFolderSource):
         unknown = sorted(set(self.extract) - allowed)
         if unknown:
             raise InputError(f"edge_extract has unknown or reserved keys {unknown}; allowed: {sorted(allowed)}")
+        layer = self.extract.get("layer", EDGE_JUKEBOX_LAYER)
+        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or layer != EDGE_JUKEBOX_LAYER:
+            raise InputError(f"edge_extract['layer'] is {layer!r}, but EDGE was trained on Jukebox layer "
+                             f"{EDGE_JUKEBOX_LAYER} features, so its slices are always extracted there (the student's "
+                             f"--jukebox-layer applies to the stored features only); leave 'layer' out or set "
+                             f"{EDGE_JUKEBOX_LAYER}")
         self._bundle: Optional[EDGEModelBundle] = None
         self._sha256: Optional[str] = None
 
@@ -451,11 +492,20 @@ class EDGESource(_MusicFolderSource):
         """EDGE, loaded on first use (once per source)."""
         if self._bundle is None:
             bundle = load_edge(self.checkpoint, self.device, self.dtype)
-            if bundle.config.feature_kind == "jukebox" and not self.extract:
-                raise InputError(f"{self.checkpoint.name} reads Jukebox features: pass edge_extract={{'vqvae_path': "
-                                 f"..., 'prior_path': ...}} (the Jukebox weights) or use a baseline EDGE")
+            weights = self.extract.get("extractor") is not None or (
+                self.extract.get("vqvae_path") is not None and self.extract.get("prior_path") is not None)
+            if bundle.config.feature_kind == "jukebox" and not weights:
+                raise InputError(f"EDGE checkpoint {self.checkpoint} reads Jukebox features (layer "
+                                 f"{EDGE_JUKEBOX_LAYER}): pass --jukebox DIR (the Jukebox weights folder, holding the "
+                                 f"5B vqvae and prior_level_2 files), or use a baseline EDGE checkpoint")
             self._bundle = bundle
         return self._bundle
+
+    def _extract_settings(self) -> dict[str, Any]:
+        """``extract`` with EDGE's Jukebox layer (:data:`EDGE_JUKEBOX_LAYER`) for a Jukebox EDGE."""
+        if self.bundle.config.feature_kind != "jukebox":
+            return dict(self.extract)
+        return {**self.extract, "layer": EDGE_JUKEBOX_LAYER}
 
     @property
     def slice_seconds(self) -> float:
@@ -490,7 +540,7 @@ class EDGESource(_MusicFolderSource):
         offset = index * self.slice_seconds
         part = trim_audio(music, offset, self.slice_seconds)
         windows = edge_music_windows(part, config.feature_kind, fps=config.fps, window_frames=config.seq_len,
-                                     **self.extract)
+                                     **self._extract_settings())
         seed = clip_seed(self.seed, self.name, item, str(index))
         motion = edge_motion_from_windows(self.bundle, windows.features, windows.num_frames, seed=seed)
         motion = motion.to_up_axis("y").resample(self.fps)

@@ -10,7 +10,8 @@ Two storage modes (:data:`STORE_MODES`):
 
 * ``maps`` (default): the four maps as uint8 images (PNG in the shard) and the guidance is computed
   in the training loader by the frozen encoders on the training device
-  (:class:`..guidance_targets.GuidanceTargets`). About 15-40 kB per frame at 512 x 512.
+  (:class:`..guidance_targets.GuidanceTargets`). About 63 kB per frame at 512 x 512 (normal maps are
+  more than half; ``benchmarks/sdgpip.py``), 35 GB for the paper's 560k frames.
 * ``guidance``: additionally the encoded guidance ``(C, G, G)`` float16 per frame, computed here
   with the encoders given (320 x 64 x 64 x 2 B = 2.6 MB per frame at the paper's size: small sets
   only; 560k frames would be ~1.5 TB).
@@ -31,13 +32,12 @@ import torch
 
 from ...m2penc.audio.features import extract_music_features
 from ...m2penc.audio.featureset import BASELINE, JUKEBOX
-from ...m2penc.champ.guidance_encoder import GuidanceEncoder
-from ...m2penc.champ.pose_guidance import encode_with
 from ...m2penc.errors import InputError
 from ...m2penc.progress import NO_CONTROL, RunControl
 from ...m2penc.render.camera import PinholeCamera
 from ...m2penc.render.keypoints import keypoints_to_grid_heatmaps
 from ...m2penc.render.pose_maps import BodyLike, iter_pose_maps, motion_camera
+from ..guidance_targets import GuidanceTargets
 from .sources import Clip
 
 #: Renderer map name -> Champ guidance type (the encoder that reads it), in Champ's order.
@@ -92,9 +92,9 @@ class TargetSettings:
 def track_features(clip: Clip, settings: TargetSettings, control: RunControl = NO_CONTROL) -> np.ndarray:
     """``(T, D)`` float32 features of the clip's whole track at ``settings.fps`` (as at inference)."""
     extra = dict(settings.jukebox or {}) if settings.feature_kind == JUKEBOX else {}
-    result = extract_music_features(clip.music, kind=settings.feature_kind, fps=settings.fps,
-                                    start_bpm=clip.start_bpm if settings.feature_kind == BASELINE else None,
-                                    control=control, **extra)
+    # No tempo hint (AIST++ names give one): inference never has it, and the beat feature must match.
+    result = extract_music_features(clip.music, kind=settings.feature_kind, fps=settings.fps, control=control,
+                                    **extra)
     return np.ascontiguousarray(result.features.cpu().numpy(), dtype=np.float32)
 
 
@@ -141,21 +141,18 @@ def render_targets(clip: Clip, body: BodyLike, camera: PinholeCamera, settings: 
     return {key: np.ascontiguousarray(np.concatenate(values)) for key, values in parts.items()}
 
 
-@torch.no_grad()
-def stored_guidance(encoders: Mapping[str, GuidanceEncoder], maps: Mapping[str, np.ndarray]) -> np.ndarray:
-    """``(n, C, G, G)`` float16 guidance: the sum of Champ's encoders over uint8 maps (gray depth expanded)."""
-    frames = {}
-    for name, champ_type in CHAMP_TYPE_OF_MAP.items():
+def stored_guidance(targets: GuidanceTargets, maps: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``(n, C, G, G)`` float16 guidance of uint8 maps (gray depth expanded), as training computes it."""
+    frames = []
+    for name in MAP_FIELDS:
         array = torch.from_numpy(maps[name])
-        if array.ndim == 3:
-            array = array[..., None].expand(*array.shape, 3)
-        frames[champ_type] = array.permute(0, 3, 1, 2).contiguous()      # (n, 3, S, S) uint8
-    guidance = encode_with(encoders, frames, chunk_size=RENDER_BATCH)      # (1, C, n, G, G)
-    return guidance[0].transpose(0, 1).float().cpu().numpy().astype(np.float16)
+        frames.append(array[..., None].expand(*array.shape, 3) if array.ndim == 3 else array)
+    stacked = torch.stack(frames, dim=1)[None]                             # (1, n, 4, S, S, 3) uint8
+    return targets(stacked.to(targets.device))[0].cpu().numpy().astype(np.float16)
 
 
 def iter_clip_chunks(clip: Clip, body: BodyLike, camera: PinholeCamera, settings: TargetSettings, track: np.ndarray,
-                     chunk_frames: int, encoders: Optional[Mapping[str, GuidanceEncoder]] = None,
+                     chunk_frames: int, encoders: Optional[GuidanceTargets] = None,
                      control: RunControl = NO_CONTROL) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """Yield ``(frame_start, fields)`` for consecutive chunks of at most ``chunk_frames`` frames.
 

@@ -1,9 +1,10 @@
 """Stage-1 training windows over an SDGPip dataset (music features -> pose guidance + heatmaps).
 
 The stage-1 counterpart of :class:`..datasets.Stage1Windows` for the shards the SDGPip builder
-writes (:mod:`.shards`): item ``i`` is ``sequence_length`` consecutive frames of one sample
-(windows never cross samples: samples are separate clips or separately generated EDGE slices),
-read by random access, so :func:`..datasets.batch_indices_for_step` picks every step's windows
+writes (:mod:`.shards`): item ``i`` is ``sequence_length`` consecutive frames of one clip. The builder
+cuts long clips into consecutive samples (``chunk_frames``); those are joined again here, so windows
+cross chunk edges but never clips (separate dances, or separately generated EDGE slices). Windows
+are read by random access, so :func:`..datasets.batch_indices_for_step` picks every step's windows
 from ``(seed, step)`` alone and a resumed run sees the batches of an uninterrupted one.
 
 An item holds float32 ``features (L, D)`` and ``heatmaps (L, K, G, G)`` in [0, 1], and the pose
@@ -14,9 +15,12 @@ on the training device (:attr:`SDGPipWindows.needs_encoders`).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from bisect import bisect_right
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -25,11 +29,56 @@ from torch.utils.data import Dataset
 
 from ...m2penc.encoder.config import M2PEncConfig
 from ...m2penc.errors import InputError
-from .shards import SDGPipShards
+from .shards import SampleRef, SDGPipShards
 from .targets import MAP_FIELDS
 
-LOG = logging.getLogger("m2pdance.training")
+LOG = logging.getLogger("m2pdance.training.sdgpip")
+#: Written by the builder when every shard is finished (:mod:`.builder`).
+INDEX_FILE = "index.json"
 PathLike = Union[str, os.PathLike]
+
+
+@dataclass(frozen=True)
+class ClipSegment:
+    """Consecutive samples of one clip: sample numbers, each one's first frame in the clip and length."""
+
+    samples: tuple[int, ...]
+    starts: tuple[int, ...]
+    counts: tuple[int, ...]
+
+    @property
+    def frames(self) -> int:
+        """Frames of the joined samples."""
+        return sum(self.counts)
+
+
+def _clip_segments(samples: Sequence[SampleRef]) -> list[ClipSegment]:
+    """Join samples that continue each other (same clip, next ``frame_start``) into segments."""
+    groups: list[list[int]] = []
+    for i, ref in enumerate(samples):
+        if groups:
+            prev = samples[groups[-1][-1]]
+            if (prev.meta.get("clip") == ref.meta.get("clip") and prev.shard == ref.shard
+                    and int(prev.meta["frame_start"]) + prev.num_frames == int(ref.meta["frame_start"])):
+                groups[-1].append(i)
+                continue
+        groups.append([i])
+    covered = [[0] + list(np.cumsum([samples[i].num_frames for i in g])[:-1]) for g in groups]
+    return [ClipSegment(tuple(g), tuple(int(x) for x in c), tuple(samples[i].num_frames for i in g))
+            for g, c in zip(groups, covered)]
+
+
+def _check_finished(folder: PathLike, data: SDGPipShards) -> None:
+    """Refuse a build that is not finished (``index.json`` is written last, when every shard is)."""
+    index_file = Path(folder) / INDEX_FILE
+    build_id = next(iter(data.shards.values())).build_id
+    try:
+        finished = json.loads(index_file.read_text(encoding="utf-8")).get("build_id") == build_id
+    except (OSError, ValueError, AttributeError):
+        finished = False
+    if not finished:
+        raise InputError(f"the SDGPip build in {folder} is not finished ({INDEX_FILE} is missing or from another "
+                         "build): re-run the same `m2pdance-train sdgpip` command to finish it, then train")
 
 
 def is_sdgpip_folder(folder: PathLike) -> bool:
@@ -43,7 +92,7 @@ class SDGPipWindows(Dataset):
 
     Args:
         folder: the builder's ``--out`` folder.
-        sequence_length: frames per window (paper: 75); shorter samples are skipped (logged).
+        sequence_length: frames per window (paper: 75); shorter clips are skipped (logged).
         model: the M2PEnc config trained; fps, feature kind/width, grid and heatmap count are checked.
         splits, sources: keep only samples of these splits / sources (``None``: all).
     """
@@ -54,26 +103,29 @@ class SDGPipWindows(Dataset):
             raise InputError(f"sequence_length must be >= 1, got {sequence_length}")
         self.folder, self.sequence_length = folder, sequence_length
         self.data = SDGPipShards(folder, sources=sources, splits=splits)
-        entries = {(index.shard, s.key): s.arrays for index in self.data.shards.values() for s in index.samples}
-        usable = [i for i, ref in enumerate(self.data.samples) if ref.num_frames >= sequence_length]
-        skipped = len(self.data.samples) - len(usable)
-        if not usable:
-            longest = max(ref.num_frames for ref in self.data.samples)
-            raise InputError(f"no sample of {folder} has {sequence_length} frames (the longest has {longest}); "
-                             "lower sequence_length or build longer clips")
-        if skipped:
-            LOG.info("SDGPip: %d sample(s) shorter than %d frames are not used", skipped, sequence_length)
-        arrays = [entries[(self.data.samples[i].shard, self.data.samples[i].key)] for i in usable]
+        _check_finished(folder, self.data)
+        by_key = {(index.shard, s.key): s.arrays for index in self.data.shards.values() for s in index.samples}
+        arrays = [by_key[(ref.shard, ref.key)] for ref in self.data.samples]
         self.stored_guidance = all("guidance" in a for a in arrays)
-        wanted = ("features", "heatmaps", "guidance") if self.stored_guidance else ("features", "heatmaps", *MAP_FIELDS)
+        target = ("guidance",) if self.stored_guidance else MAP_FIELDS
+        wanted = ("features", "heatmaps", *target)
         missing = sorted({name for a in arrays for name in wanted if name not in a})
         if missing:
             raise InputError(f"{folder} lacks {missing} in some samples; rebuild it with `m2pdance-train sdgpip`")
         self._check(arrays, model)
-        self.fps = float(self.data.samples[usable[0]].meta["fps"])
-        self.feature_kind = str(self.data.samples[usable[0]].meta["feature_kind"])
-        self._samples = usable
-        counts = [self.data.samples[i].num_frames - sequence_length + 1 for i in usable]
+        self.fields = wanted
+        self.fps = float(self.data.samples[0].meta["fps"])
+        self.feature_kind = str(self.data.samples[0].meta["feature_kind"])
+        segments = _clip_segments(self.data.samples)
+        self._segments = [seg for seg in segments if seg.frames >= sequence_length]
+        if not self._segments:
+            longest = max(seg.frames for seg in segments)
+            raise InputError(f"no clip of {folder} has {sequence_length} frames (the longest has {longest}); "
+                             "lower sequence_length or build longer clips")
+        if len(self._segments) < len(segments):
+            LOG.info("SDGPip: %d clip(s) shorter than %d frames are not used", len(segments) - len(self._segments),
+                     sequence_length)
+        counts = [seg.frames - sequence_length + 1 for seg in self._segments]
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.shards = sorted(self.data.shards)            # for logging, as Stage1Windows.shards
 
@@ -117,25 +169,32 @@ class SDGPipWindows(Dataset):
         return int(self._offsets[-1])
 
     def locate(self, index: int) -> tuple[int, int]:
-        """``index`` -> (sample number in :attr:`data`, start frame)."""
+        """``index`` -> (clip segment number, start frame in the clip segment)."""
         if not 0 <= index < len(self):
             raise IndexError(f"window {index} out of range [0, {len(self)})")
         k = bisect_right(self._offsets, index) - 1
-        return self._samples[k], int(index - self._offsets[k])
+        return k, int(index - self._offsets[k])
 
     def sequential_indices(self) -> list[int]:
-        """Indices of the non-overlapping windows (starts 0, L, 2L, ... of each sample), in order."""
+        """Indices of the non-overlapping windows (starts 0, L, 2L, ... of each clip), in order."""
         length = self.sequence_length
-        return [int(self._offsets[k]) + start for k, i in enumerate(self._samples)
-                for start in range(0, self.data.samples[i].num_frames - length + 1, length)]
+        return [int(self._offsets[k]) + start for k, seg in enumerate(self._segments)
+                for start in range(0, seg.frames - length + 1, length)]
+
+    def read_frames(self, segment: int, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Frames ``[start, stop)`` of clip segment ``segment``, read from the samples they lie in."""
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.fields}
+        seg = self._segments[segment]
+        for sample, first, count in zip(seg.samples, seg.starts, seg.counts):
+            lo, hi = max(start, first), min(stop, first + count)
+            if lo < hi:
+                for name, value in self.data.read(sample, self.fields, lo - first, hi - first).items():
+                    parts[name].append(value)
+        return {name: np.concatenate(values) for name, values in parts.items()}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        sample, start = self.locate(int(index))
-        stop = start + self.sequence_length
-        if self.stored_guidance:
-            raw = self.data.read(sample, ("features", "heatmaps", "guidance"), start, stop)
-        else:
-            raw = self.data.read(sample, ("features", "heatmaps", *MAP_FIELDS), start, stop)
+        segment, start = self.locate(int(index))
+        raw = self.read_frames(segment, start, start + self.sequence_length)
         item = {"features": torch.from_numpy(raw["features"].astype(np.float32)),
                 "heatmaps": torch.from_numpy(raw["heatmaps"]).float().div_(255.0)}
         if self.stored_guidance:

@@ -66,10 +66,21 @@ def test_camera_from_opencv_calibration():
     rvec = [0.0, math.pi / 2, 0.0]                           # 90 degrees about y
     cam = camera_from_opencv(k, rvec, [10.0, 0.0, 500.0], 1920, 1080, translation_scale=0.01)
     point = torch.tensor([1.0, 0.5, 0.0])
-    # R_y(90) @ p = (p_z, p_y, -p_x) = (0, 0.5, -1); + t (0.1, 0, 5) = (0.1, 0.5, 4)
-    expected = torch.tensor([1500 * 0.1 / 4 + 960, 1490 * 0.5 / 4 + 540, 4.0])
+    # R_y(90) @ p = (p_z, p_y, -p_x) = (0, 0.5, -1); + t (0.1, 0, 5) = (0.1, 0.5, 4); OpenCV's pixel + 0.5
+    expected = torch.tensor([1500 * 0.1 / 4 + 960 + 0.5, 1490 * 0.5 / 4 + 540 + 0.5, 4.0])
     assert torch.allclose(cam.to_screen(point), expected, atol=1e-3)
-    assert (cam.width, cam.height) == (1920, 1080)
+    assert (cam.width, cam.height, cam.fx, cam.fy, cam.cx, cam.cy) == (1920, 1080, 1500.0, 1490.0, 960.5, 540.5)
+
+
+def test_opencv_pixel_centres_become_the_packs():
+    """OpenCV puts pixel i's centre at i, the pack at i + 0.5: a point OpenCV sees at the centre of pixel
+    (0, 0) or (W-1, H-1) is at the centre of that same pixel here, not on its corner."""
+    k = torch.tensor([[100.0, 0, 3.5], [0, 100.0, 2.5], [0, 0, 1]])      # the exact centre of an 8 x 6 image
+    cam = camera_from_opencv(k, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], 8, 6)
+    opencv_pixels = torch.tensor([[0.0, 0.0], [7.0, 5.0], [3.5, 2.5]])
+    rays = torch.cat([(opencv_pixels - k[:2, 2]) / 100.0, torch.ones(3, 1)], dim=1)   # back-projected at z = 1
+    torch.testing.assert_close(cam.to_screen(rays)[:, :2], torch.tensor([[0.5, 0.5], [7.5, 5.5], [4.0, 3.0]]))
+    assert (cam.cx, cam.cy) == (8 / 2, 6 / 2)                # centred like champ_camera's (W/2, H/2)
 
 
 def test_crop_is_the_resized_square_of_the_image():
@@ -78,7 +89,7 @@ def test_crop_is_the_resized_square_of_the_image():
     crop = cam.crop(700, -40, 800, 512)                     # reaches above the image: allowed
     k_ = 512 / 800
     assert (crop.width, crop.height) == (512, 512)
-    assert (crop.fx, crop.fy, crop.cx, crop.cy) == (1500 * k_, 1490 * k_, (960 - 700) * k_, (540 + 40) * k_)
+    assert (crop.fx, crop.fy, crop.cx, crop.cy) == (1500 * k_, 1490 * k_, (960.5 - 700) * k_, (540.5 + 40) * k_)
     assert torch.equal(crop.rotation, cam.rotation) and torch.equal(crop.translation, cam.translation)
     points = torch.tensor([[0.3, -0.4, 1.0], [-0.7, 0.9, 0.2], [0.0, 0.0, 0.0]])
     u, v, z = cam.to_screen(points).unbind(-1)

@@ -4,7 +4,8 @@
 ignore list; one camera setting with an isotropic ``c09`` (the video view) and an anisotropic,
 distorted ``c01``; half a second of sine music per music id; and, for the non-ignored sequences,
 a C09 video whose frame ``i`` shows a bright box over the joints of motion frame ``i`` with grey
-level ``100 + 9 i``. :func:`expected_screen` is the hand-written projection the tests compare with.
+level ``100 + 9 i``. :func:`expected_screen` is the hand-written projection the tests compare with, in
+the pack's pixel convention (pixel ``i`` covers ``[i, i + 1)``: OpenCV's coordinates + 0.5).
 Test modules import it relatively (``from .aist_files import ...``; pytest's importlib mode).
 """
 from __future__ import annotations
@@ -49,17 +50,24 @@ def motion_data(seed: int, scaling: float) -> dict:
 
 
 def expected_screen(data: dict) -> np.ndarray:
-    """(N, 24, 2) pixels of the joints in c09, by the module's unit rule and a hand-written projection."""
+    """(N, 24, 2) pixels of the joints in c09, by the module's unit rule and a hand-written projection.
+
+    In the pack's convention: OpenCV's ``f x / z + c`` plus half a pixel (pixel centres at ``i + 0.5``).
+    """
     poses = torch.tensor(data["smpl_poses"]).reshape(-1, 24, 3)
     s = float(data["smpl_scaling"][0])
     root = torch.tensor(data["smpl_trans"] / s) + torch.tensor(AIST_REST_PELVIS_M, dtype=torch.float64)
     world = forward_kinematics(poses, root)[0].numpy() * s / 100.0
     cam = world * [1.0, -1.0, -1.0] + [0.0, 1.0, 5.0]
-    return np.stack([120.0 * cam[..., 0] / cam[..., 2] + 128.0, 120.0 * cam[..., 1] / cam[..., 2] + 96.0], -1)
+    return np.stack([120.0 * cam[..., 0] / cam[..., 2] + 128.0 + 0.5, 120.0 * cam[..., 1] / cam[..., 2] + 96.0 + 0.5],
+                    -1)
 
 
 def write_video(path: Path, screen: np.ndarray) -> None:
-    """16 frames: dark background, a bright box over the frame's joints whose grey level encodes the frame."""
+    """16 frames: dark background, a bright box over the frame's joints whose grey level encodes the frame.
+
+    ``screen`` is in the pack's convention, so the box is pixels ``floor(min) .. ceil(max) - 1``.
+    """
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=60)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"

@@ -166,6 +166,20 @@ def test_stage1_trains_on_the_shards_with_guidance_computed_on_the_fly(built, sm
     assert result.weights_path.is_file()
 
 
+def test_training_refuses_unfinished_builds_and_filters_samples(built, tmp_path):
+    import shutil
+
+    config, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(config.out, copy)
+    (copy / INDEX_FILE).unlink()
+    with pytest.raises(InputError, match="not finished"):
+        SDGPipWindows(copy, 16)
+    with pytest.raises(InputError, match="no samples"):
+        SDGPipWindows(config.out, 16, splits=["val"])
+    assert len(SDGPipWindows(config.out, 16, sources=["beats"], splits=["train"])) == (180 - 15) + (120 - 15)
+
+
 def test_stored_guidance_mode_matches_the_on_the_fly_targets(music, smoke_models, tmp_path):
     config = _config(music, tmp_path / "stored", store="guidance", guidance_encoders=str(smoke_models / CHAMP),
                      size=64, chunk_frames=50)
@@ -175,6 +189,12 @@ def test_stored_guidance_mode_matches_the_on_the_fly_targets(music, smoke_models
     assert [s.meta["frame_start"] for s in data.samples] == [0, 50, 100, 150, 0, 50, 100]
     windows = SDGPipWindows(config.out, 8)
     assert windows.stored_guidance and not windows.needs_encoders
+    assert len(windows) == (180 - 7) + (120 - 7)                     # chunks of a clip are joined again
+    crossing = windows[46]                                             # frames 46..53 of the first clip
+    first, second = data.read(0, ("features", "heatmaps"), 46, 50), data.read(1, ("features", "heatmaps"), 0, 4)
+    assert torch.equal(crossing["features"], torch.from_numpy(np.concatenate([first["features"], second["features"]])))
+    assert torch.equal(crossing["heatmaps"], torch.from_numpy(
+        np.concatenate([first["heatmaps"], second["heatmaps"]])).float() / 255)
     raw = data.read(3, ("guidance", "depth", "normal", "semantic", "skeleton"), 0, 8)
     maps = torch.from_numpy(np.stack([raw[n] for n in ("depth", "normal", "semantic", "skeleton")], 1))[None]
     expected = GuidanceTargets(load_guidance_encoders(smoke_models / CHAMP))(maps)[0]
@@ -198,9 +218,10 @@ def test_kill_9_mid_shard_then_rerun_is_byte_identical(built, tmp_path):
     process = _cli(*_args(config, out))
     deadline = time.monotonic() + 120
     partial = []
-    while time.monotonic() < deadline and process.poll() is None and not partial:
-        partial = list((out / "shards").glob(".shard-*.tar.*.partial")) if (out / "shards").is_dir() else []
-        time.sleep(0.005)
+    while time.monotonic() < deadline and process.poll() is None and not partial:   # kill while members are written
+        found = list((out / "shards").glob(".shard-*.tar.*.partial")) if (out / "shards").is_dir() else []
+        partial = [p for p in found if p.exists() and p.stat().st_size > 100_000]
+        time.sleep(0.002)
     assert partial, "the build finished or failed before a shard was half written: " + process.communicate()[1][-2000:]
     os.kill(process.pid, signal.SIGKILL)
     process.wait()

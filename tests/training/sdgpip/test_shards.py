@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pytest
 
 from m2pdance.m2penc.errors import InputError
-from m2pdance.training.sdgpip.shards import (FIELDS, SampleData, SDGPipShards, finished_shards, frame_member,
-                                             read_shard_index, remove_stale_partials, sample_member, shard_path,
-                                             stale_partials, write_shard)
+from m2pdance.training.sdgpip import shards as shards_module
+from m2pdance.training.sdgpip.shards import (FIELDS, KEY_MAX_LENGTH, KEY_PATTERN, SampleData, SDGPipShards,
+                                             canonical_json, finished_shards, frame_member, read_shard_index,
+                                             remove_stale_partials, sample_member, shard_path, stale_partials,
+                                             write_shard)
 
 N, H, W, K, G, C = 5, 16, 16, 3, 8, 4
 BUILD = "build-test-1"
@@ -239,6 +245,18 @@ def test_truncated_tar_names_both_files(one_shard):
     (lambda d: d["samples"][1]["arrays"]["guidance"].__setitem__("shape", [5, 4, 8, 9]), "guidance"),
     (lambda d: d["samples"][1]["arrays"]["features"].__setitem__("dtype", "object"), "features"),
     (lambda d: d.__setitem__("tar_name", "../../etc/passwd"), "tar_name"),
+    # member spans: N frames sharing one small PNG, frames out of order, fields out of order, samples swapped
+    (lambda d: d["samples"][0]["members"].__setitem__("depth", [d["samples"][0]["members"]["depth"][0]] * N),
+     "clip_a.00001.depth.png .*overlaps or precedes member clip_a.00000.guidance.npy"),
+    (lambda d: d["samples"][1]["members"]["video"].reverse(), "clip_b.00000.guidance.npy .*overlaps or precedes "
+     "member clip_b.00000.video.jpg"),
+    (lambda d: d["samples"][0]["members"].__setitem__("features", d["samples"][0]["members"]["keypoints"]),
+     "clip_a.keypoints.npy .*overlaps or precedes member clip_a.features.npy"),
+    (lambda d: d["samples"][1]["members"]["guidance"].__setitem__(4, d["samples"][0]["members"]["guidance"][4]),
+     "clip_b.00004.guidance.npy .*overlaps or precedes"),
+    (lambda d: d["samples"].reverse(), r"samples\[1\]: member clip_a.features.npy .*earlier sample"),
+    (lambda d: d["samples"][0]["members"]["features"][0].__setitem__(0, 512),
+     "clip_a.features.npy has its data at byte 512, which overlaps or precedes member clip_a.json"),
 ])
 def test_hostile_index_is_refused(one_shard, change, message):
     root, _ = one_shard
@@ -297,9 +315,128 @@ def test_pickled_npy_is_refused(one_shard, name, frame):
 
 def test_swapped_members_are_refused_when_streaming(one_shard):
     root, _ = one_shard
-    edit_index(root, lambda d: d["samples"].reverse())
+
+    def swap_keys(doc: dict) -> None:            # spans still in order: only the tar's member names tell
+        first, second = doc["samples"]
+        first["key"], second["key"] = second["key"], first["key"]
+
+    edit_index(root, swap_keys)
     with pytest.raises(InputError, match="expected member 'clip_b.json', found 'clip_a.json'"):
         list(SDGPipShards(root).stream(["features"]))
+
+
+def test_member_spans_may_touch_but_not_overlap(one_shard):
+    """The writer's own layout passes the span check exactly: every member right after the previous one."""
+    root, _ = one_shard
+    index = read_shard_index(shard_path(root, 0).with_suffix(".json"))
+    spans = sorted(span for s in index.samples for ms in s.members.values() for span in ms)
+    gaps = [b[0] - (-(-(a[0] + a[1]) // 512) * 512) for a, b in zip(spans, spans[1:])]
+    assert min(gaps) == 512                                           # one header block, no slack
+
+
+# ----- non-regular files: FIFOs and symlinks ------------------------------------------------
+
+def finishes(call: Callable[[], Any], fifos: list[Path], seconds: float = 20.0) -> Any:
+    """``call()``'s result or exception, failing the test (not hanging it) if it blocks on one of ``fifos``."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as e:          # noqa: BLE001 - handed back to the test
+            outcome["error"] = e
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():                   # unblock the reader (a writer opens and closes the FIFO), then fail
+        for fifo in fifos:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+        worker.join(5)
+        pytest.fail(f"blocked for {seconds} s on a FIFO among {[f.name for f in fifos]}")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (POSIX)")
+
+
+@needs_fifo
+def test_fifo_sidecar_is_refused_without_blocking(one_shard):
+    root, _ = one_shard
+    json_path = shard_path(root, 0).with_suffix(".json")
+    json_path.unlink()
+    os.mkfifo(json_path)
+    assert finishes(lambda: finished_shards(root), [json_path]) == {}
+    with pytest.raises(InputError, match="FIFO.*not a regular file") as e:
+        finishes(lambda: SDGPipShards(root), [json_path])
+    assert str(json_path) in str(e.value) and "rebuild this shard" in str(e.value)
+
+
+@needs_fifo
+def test_fifo_tar_is_refused_without_blocking(one_shard):
+    root, _ = one_shard
+    tar_path = shard_path(root, 0)
+    tar_path.unlink()
+    os.mkfifo(tar_path)
+    with pytest.raises(InputError, match="FIFO.*not a regular file") as e:
+        finishes(lambda: SDGPipShards(root), [tar_path])
+    assert str(tar_path) in str(e.value)
+    # a sidecar recording an empty tar (a FIFO's size is 0) must not make the hash check read the FIFO
+    edit_index(root, lambda d: d.update(samples=[], tar_bytes=0))
+    assert finishes(lambda: finished_shards(root, verify_sha256=True), [tar_path]) == {}
+
+
+@pytest.mark.parametrize("which", ["json", "tar"])
+def test_symlinked_sidecar_or_tar_is_refused(one_shard, tmp_path_factory, which):
+    root, _ = one_shard
+    path = shard_path(root, 0).with_suffix(f".{which}")
+    outside = tmp_path_factory.mktemp("outside") / path.name
+    shutil.move(path, outside)
+    os.symlink(outside, path)                           # the same bytes, but outside the dataset folder
+    assert finished_shards(root) == {} and finished_shards(root, verify_sha256=True) == {}
+    with pytest.raises(InputError, match="symbolic link, not a regular file") as e:
+        SDGPipShards(root)
+    assert str(path) in str(e.value)
+
+
+def test_a_folder_named_like_a_sidecar_is_refused(one_shard):
+    root, _ = one_shard
+    json_path = shard_path(root, 0).with_suffix(".json")
+    json_path.unlink()
+    json_path.mkdir()
+    assert finished_shards(root) == {}
+    with pytest.raises(InputError, match="a folder, not a regular file"):
+        SDGPipShards(root)
+
+
+@needs_fifo
+def test_fifo_swapped_in_after_the_check_does_not_block(one_shard):
+    """The open itself refuses a non-regular file (O_NONBLOCK + fstat), not only the lstat check before it."""
+    root, _ = one_shard
+    ds = SDGPipShards(root)
+    tar_path = shard_path(root, 0)
+    tar_path.unlink()
+    os.mkfifo(tar_path)
+    with pytest.raises(InputError, match="FIFO.*not a regular file"):
+        finishes(lambda: ds.read(0, ["features"]), [tar_path])
+    with pytest.raises(InputError, match="cannot open it"):
+        finishes(lambda: list(ds.stream(["features"])), [tar_path])
+
+
+# ----- shared names -------------------------------------------------------------------------
+
+def test_canonical_json_and_key_rules():
+    assert canonical_json({"b": [1, 2.5], "a": {"z": None, "y": "\u00e9"}}) == \
+        rb'{"a":{"y":"\u00e9","z":null},"b":[1,2.5]}'
+    with pytest.raises(ValueError):
+        canonical_json({"x": float("nan")})
+    assert KEY_MAX_LENGTH == 80 and KEY_PATTERN.fullmatch("a" * 80) and not KEY_PATTERN.fullmatch("a" * 81)
+    assert not hasattr(shards_module, "_is_int") and not hasattr(shards_module, "_sha256")
 
 
 # ----- writing errors and crashes -----------------------------------------------------------
