@@ -62,8 +62,8 @@ def _add_stage1(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stage1", help="pre-train M2PEnc on stage-1 shards",
                        description="Pre-train M2PEnc (paper sec. 3.4, stage 1). Settings come from "
                                    "--preset, then --config, then the flags below, then --set.")
-    p.add_argument("--config", help="JSON file of Stage1Config fields (paths relative to the file)")
-    p.add_argument("--preset", help="start from a Stage1Config preset: paper or smoke (default: paper)")
+    p.add_argument("--config", help="TOML or JSON file of Stage1Config fields (paths relative to the file)")
+    p.add_argument("--preset", help="start from a Stage1Config preset: paper or tiny (default: paper)")
     p.add_argument("--data", dest="data_dir", help="an SDGPip build folder, or a folder of stage-1 .safetensors shards")
     p.add_argument("--guidance-encoders", help="folder of Champ's guidance_encoder_* files (SDGPip data storing maps)")
     p.add_argument("--out", dest="output_dir", help="run folder (weights, checkpoints, metrics.jsonl)")
@@ -82,7 +82,15 @@ def _add_stage1(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--heatmap-weight", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--dtype", choices=("fp32", "bf16"))
+    p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"),
+                   help="autocast precision of the forward; weights and AdamW stay float32")
+    p.add_argument("--grad-accumulation", type=int, help="micro-batches per step (batch size is the global batch)")
+    p.add_argument("--gradient-checkpointing", action="store_const", const=True,
+                   help="recompute M2PEnc's blocks in the backward pass (less memory)")
+    p.add_argument("--ema-decay", type=float, help="EMA of the weights, e.g. 0.9999 (0 = off)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine", "linear"))
+    p.add_argument("--lr-warmup-steps", type=int)
+    p.add_argument("--optimizer", choices=("adamw", "adamw8bit"))
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints, 0 = only at the end")
     p.add_argument("--keep-checkpoints", type=int, help="newest checkpoints kept, 0 = all")
     p.add_argument("--log-every", type=int)
@@ -158,14 +166,15 @@ def _stage1_config(args: argparse.Namespace) -> "Stage1Config":
     from .config import Stage1Config
 
     if args.config is None and args.preset is None:
-        raise InputError("stage1 needs --config FILE or --preset NAME (paper or smoke)")
+        raise InputError("stage1 needs --config FILE or --preset NAME (paper or tiny)")
     config = Stage1Config.preset(args.preset or "paper")
     if args.config is not None:
         config = Stage1Config.from_json_file(args.config, base=config)
     flags = ("data_dir", "guidance_encoders", "output_dir", "model_preset", "model_config_file", "steps", "epochs",
              "batch_size",
              "sequence_length", "window_sampling", "lr", "weight_decay", "grad_clip", "guidance_weight",
-             "heatmap_weight", "seed", "device", "dtype", "checkpoint_every", "keep_checkpoints",
+             "heatmap_weight", "seed", "device", "mixed_precision", "grad_accumulation", "gradient_checkpointing",
+             "ema_decay", "lr_schedule", "lr_warmup_steps", "optimizer", "checkpoint_every", "keep_checkpoints",
              "log_every", "num_workers", "resume")
     overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
     for item in args.sets:

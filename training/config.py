@@ -18,15 +18,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
+try:                                    # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:             # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
 from ..m2penc.encoder.config import M2PEncConfig
 from ..m2penc.errors import InputError
 
 #: How training windows are drawn from the shards (see :mod:`.datasets`).
 WINDOW_SAMPLING = ("random", "sequential")
-#: Parameter dtypes the trainer supports. fp16 weights with plain AdamW underflow (no loss scaling).
-TRAIN_DTYPES = ("fp32", "bf16")
+#: Autocast precisions (parameters and AdamW state stay float32; fp16 adds loss scaling).
+MIXED_PRECISION = ("no", "bf16", "fp16")
 #: Fields holding filesystem paths: relative values in a config file are relative to that file.
 PATH_FIELDS = ("model_config_file", "data_dir", "output_dir", "resume", "guidance_encoders")
+
+
+#: The CPU-sized preset: the tiny M2PEnc, short windows, a few steps.
+_TINY: dict[str, Any] = {
+    "model_preset": "tiny", "batch_size": 2, "sequence_length": 16, "lr": 3e-3,
+    "steps": 40, "epochs": None, "checkpoint_every": 20, "log_every": 5, "device": "cpu",
+}
 
 
 @dataclass(frozen=True)
@@ -57,7 +69,14 @@ class Stage1Config:
             weights; 1 and 1 are ours).
         seed: seeds model initialisation, window sampling and every torch RNG.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...
-        dtype: parameter dtype, ``fp32`` or ``bf16``.
+        mixed_precision: ``no``, ``bf16`` or ``fp16`` autocast (fp32 master weights; fp16 with loss scaling).
+        grad_accumulation: micro-batches per optimizer step; ``batch_size`` is the global batch, so each of
+            N processes runs micro-batches of ``batch_size / (N * grad_accumulation)`` sequences.
+        gradient_checkpointing: recompute M2PEnc's blocks in the backward pass (less activation memory).
+        lr_schedule, lr_warmup_steps: ``constant``, ``cosine`` or ``linear`` after a linear warm-up.
+        optimizer: ``adamw`` or ``adamw8bit`` (bitsandbytes, CUDA).
+        ema_decay: EMA of the weights (0 = off); the exported weights are the EMA when on.
+        tensorboard: write the step scalars to ``output_dir/tensorboard``.
         checkpoint_every: steps between resumable checkpoints; 0 = only at the end.
         keep_checkpoints: how many of the newest checkpoints to keep (0 keeps all).
         log_every: steps between loss log lines (every step goes to ``metrics.jsonl``).
@@ -86,21 +105,22 @@ class Stage1Config:
     heatmap_weight: float = 1.0
     seed: int = 0
     device: str = "auto"
-    dtype: str = "fp32"
+    mixed_precision: str = "no"
+    grad_accumulation: int = 1
+    gradient_checkpointing: bool = False
+    lr_schedule: str = "constant"
+    lr_warmup_steps: int = 0
+    optimizer: str = "adamw"
+    ema_decay: float = 0.0
+    tensorboard: bool = True
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     log_every: int = 10
     num_workers: int = 0
     resume: Optional[str] = None
 
-    #: Named starting points for ``--preset``; a config file or flags refine them.
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "paper": {},
-        "smoke": {
-            "model_preset": "tiny", "batch_size": 2, "sequence_length": 16, "lr": 3e-3,
-            "steps": 40, "epochs": None, "checkpoint_every": 20, "log_every": 5, "device": "cpu",
-        },
-    }
+    #: Named starting points for ``--preset``; a config file or flags refine them (``smoke`` = ``tiny``).
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "tiny": _TINY, "smoke": _TINY}
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "sequence_length", "log_every"):
@@ -112,9 +132,11 @@ class Stage1Config:
         _require((self.steps or self.epochs or 0) >= 1, "steps/epochs must be >= 1")
         _require(self.window_sampling in WINDOW_SAMPLING,
                  f"window_sampling must be one of {WINDOW_SAMPLING}, got {self.window_sampling!r}")
-        _require(self.dtype in TRAIN_DTYPES,
-                 f"dtype must be one of {TRAIN_DTYPES}, got {self.dtype!r} (fp16 weights need loss "
-                 "scaling, which this trainer does not do; use bf16 on GPUs that support it)")
+        _require(self.mixed_precision in MIXED_PRECISION,
+                 f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r} (parameters always "
+                 "stay float32; bf16/fp16 autocast the forward)")
+        _require(self.grad_accumulation >= 1 and self.batch_size % self.grad_accumulation == 0,
+                 f"batch_size ({self.batch_size}) must be a multiple of grad_accumulation ({self.grad_accumulation})")
         for name in ("lr", "weight_decay", "grad_clip", "guidance_weight", "heatmap_weight"):
             value = getattr(self, name)
             _require(math.isfinite(value) and value >= 0, f"{name} must be a finite number >= 0, got {value}")
@@ -126,7 +148,7 @@ class Stage1Config:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "Stage1Config":
-        """The named preset (``paper``, ``smoke``) with some fields changed."""
+        """The named preset (``paper``, ``tiny``) with some fields changed."""
         if name not in cls.PRESETS:
             raise InputError(f"no stage-1 preset {name!r}; available: {sorted(cls.PRESETS)}")
         return cls.from_dict({**cls.PRESETS[name], **overrides})
@@ -150,7 +172,7 @@ class Stage1Config:
 
     @classmethod
     def from_json_file(cls, path: str | Path, base: Optional["Stage1Config"] = None) -> "Stage1Config":
-        """Read a JSON config file (on top of ``base``, default: the ``paper`` preset).
+        """Read a TOML (``.toml``) or JSON config file (on top of ``base``, default: the ``paper`` preset).
 
         Relative paths inside the file are taken relative to the file's folder, so a config
         checked in next to its data works from any working directory.
@@ -159,9 +181,11 @@ class Stage1Config:
         if not path.is_file():
             raise InputError(f"stage-1 config file not found: {path}")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"{path} is not valid JSON: {e}") from e
+            text = path.read_text(encoding="utf-8")
+            data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
+            raise InputError(f"{path} is not valid {kind}: {e}") from e
         if not isinstance(data, dict):
             raise InputError(f"{path} must hold a JSON object of stage-1 settings")
         for key in PATH_FIELDS:

@@ -25,7 +25,7 @@ import os
 from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Protocol, Union
 
 import numpy as np
 import torch
@@ -258,7 +258,15 @@ class Stage1Windows(Dataset):
 
 # ----- which windows each step sees ---------------------------------------------------------
 
-def batch_indices_for_step(dataset: Stage1Windows, step: int, batch_size: int, seed: int,
+class WindowIndex(Protocol):
+    """What the step samplers need of a window dataset (:class:`Stage1Windows`, SDGPip's windows)."""
+
+    def __len__(self) -> int: ...
+
+    def sequential_indices(self) -> list[int]: ...
+
+
+def batch_indices_for_step(dataset: "WindowIndex", step: int, batch_size: int, seed: int,
                            sampling: str) -> list[int]:
     """Window indices of optimizer step ``step`` (0-based), a pure function of its arguments.
 
@@ -275,22 +283,45 @@ def batch_indices_for_step(dataset: Stage1Windows, step: int, batch_size: int, s
     raise InputError(f"window sampling must be 'random' or 'sequential', got {sampling!r}")
 
 
-def steps_per_epoch(dataset: Stage1Windows, batch_size: int) -> int:
+def steps_per_epoch(dataset: "WindowIndex", batch_size: int) -> int:
     """Steps for one pass over the non-overlapping windows."""
     return max(1, math.ceil(len(dataset.sequential_indices()) / batch_size))
 
 
-class StepBatchSampler(Sampler[list[int]]):
-    """Batch sampler for steps ``start_step .. total_steps - 1`` (see :func:`batch_indices_for_step`)."""
+def micro_batch(indices: list[int], rank: int, world_size: int, accumulation: int, micro: int) -> list[int]:
+    """The part of a step's global batch that process ``rank`` runs in accumulation step ``micro``.
 
-    def __init__(self, dataset: Stage1Windows, batch_size: int, seed: int, sampling: str,
-                 start_step: int, total_steps: int):
+    The global batch is cut into ``world_size * accumulation`` equal slices, ordered micro-step
+    first: slice ``micro * world_size + rank``. Every index is used exactly once per step, so the
+    mean of the micro-batch losses over processes and micro-steps is the global batch's mean.
+    """
+    parts = world_size * accumulation
+    if len(indices) % parts:
+        raise InputError(f"the batch of {len(indices)} cannot be split into {world_size} process(es) x "
+                         f"{accumulation} accumulation step(s); pick a batch size divisible by {parts}")
+    size = len(indices) // parts
+    start = (micro * world_size + rank) * size
+    return indices[start:start + size]
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Micro-batch sampler for steps ``start_step .. total_steps - 1`` (see :func:`batch_indices_for_step`).
+
+    Yields ``accumulation`` micro-batches per step: this process's slices (:func:`micro_batch`).
+    """
+
+    def __init__(self, dataset: "WindowIndex", batch_size: int, seed: int, sampling: str,
+                 start_step: int, total_steps: int, rank: int = 0, world_size: int = 1, accumulation: int = 1):
         self.dataset, self.batch_size, self.seed, self.sampling = dataset, batch_size, seed, sampling
         self.start_step, self.total_steps = start_step, total_steps
+        self.rank, self.world_size, self.accumulation = rank, world_size, accumulation
+        micro_batch(list(range(batch_size)), rank, world_size, accumulation, 0)       # divisible, or InputError
 
     def __len__(self) -> int:
-        return max(0, self.total_steps - self.start_step)
+        return max(0, self.total_steps - self.start_step) * self.accumulation
 
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start_step, self.total_steps):
-            yield batch_indices_for_step(self.dataset, step, self.batch_size, self.seed, self.sampling)
+            indices = batch_indices_for_step(self.dataset, step, self.batch_size, self.seed, self.sampling)
+            for micro in range(self.accumulation):
+                yield micro_batch(indices, self.rank, self.world_size, self.accumulation, micro)

@@ -15,7 +15,8 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
+from itertools import islice
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Union
 
 import torch
 from einops import rearrange
@@ -44,6 +45,7 @@ WEIGHTS_FILE = "m2penc.safetensors"
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "stage1_config.json"
 CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,10 @@ def stage1_loss_fn(guidance_weight: float = 1.0, heatmap_weight: float = 1.0,
             if targets is None:
                 raise InputError("this data stores maps, so stage 1 needs Champ's guidance encoders "
                                  "(guidance_encoders / --guidance-encoders FOLDER)")
-            guidance = targets(batch["maps"]).to(output.guidance.dtype)
-        l_guid = guidance_loss(output.guidance, rearrange(guidance, "b n c h w -> b c n h w"))
-        l_heat = heatmap_loss(output.heatmaps, rearrange(batch["heatmaps"], "b n c h w -> b c n h w"))
+            guidance = targets(batch["maps"])
+        # losses in float32 whatever the autocast precision of the forward
+        l_guid = guidance_loss(output.guidance.float(), rearrange(guidance.float(), "b n c h w -> b c n h w"))
+        l_heat = heatmap_loss(output.heatmaps.float(), rearrange(batch["heatmaps"].float(), "b n c h w -> b c n h w"))
         return {"loss": guidance_weight * l_guid + heatmap_weight * l_heat, "l_guid": l_guid, "l_heat": l_heat}
     return loss_fn
 
@@ -115,19 +118,41 @@ def guidance_targets(config: Stage1Config, dataset: "Stage1Data", model: M2PEncC
     return targets
 
 
-def stage1_batches(dataset: "Stage1Data", config: Stage1Config, total_steps: int) -> BatchesFn:
-    """``start_step -> DataLoader`` yielding the batches of steps ``start_step .. total_steps - 1``."""
-    def batches(start_step: int) -> Iterable[Batch]:
+def stage1_batches(dataset: "Stage1Data", config: Stage1Config, total_steps: int, rank: int = 0,
+                   world_size: int = 1) -> BatchesFn:
+    """``start_step ->`` per step, this process's ``grad_accumulation`` micro-batches (lists of batches).
+
+    Every step's global batch (``batch_size`` windows) is a pure function of ``(seed, step)``; process
+    ``rank`` of ``world_size`` takes its slices (:func:`.datasets.micro_batch`).
+    """
+    accumulation = config.grad_accumulation
+
+    def batches(start_step: int) -> Iterator[list[Batch]]:
         sampler = StepBatchSampler(dataset, config.batch_size, config.seed, config.window_sampling,
-                                   start_step, total_steps)
-        return DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers)
+                                   start_step, total_steps, rank, world_size, accumulation)
+        loader = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers))
+        while group := list(islice(loader, accumulation)):
+            yield group
     return batches
 
 
 def build_model(config: Stage1Config) -> M2PEnc:
-    """A freshly initialised M2PEnc, seeded by ``config.seed``."""
+    """A freshly initialised M2PEnc, seeded by ``config.seed`` (the same weights in every process)."""
     torch.manual_seed(config.seed)
-    return M2PEnc(config.model_config())
+    model = M2PEnc(config.model_config())
+    model.gradient_checkpointing = config.gradient_checkpointing
+    return model
+
+
+def trainer_config(config: Stage1Config, total_steps: int, log_dir: Optional[Path]) -> TrainerConfig:
+    """The engine settings of a stage-1 run."""
+    return TrainerConfig(
+        max_steps=total_steps, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas,
+        grad_clip=config.grad_clip, checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
+        seed=config.seed, device=config.device, mixed_precision=config.mixed_precision,
+        grad_accumulation=config.grad_accumulation, lr_schedule=config.lr_schedule,
+        lr_warmup_steps=config.lr_warmup_steps, optimizer=config.optimizer, ema_decay=config.ema_decay,
+        log_dir=None if log_dir is None else str(log_dir))
 
 
 class MetricsLog:
@@ -183,40 +208,51 @@ def run_stage1(config: Stage1Config, control: RunControl = NO_CONTROL,
         raise InputError("stage 1 needs a data folder (data_dir / --data): build one with `m2pdance-train sdgpip "
                          "--source beats --data MUSIC_DIR --out DIR` (or a toy one with "
                          "`m2pdance-train make-toy-data`)")
+    from accelerate import PartialState
+
     model_config = config.model_config()
     dataset = open_stage1_data(config, model_config)
     targets = guidance_targets(config, dataset, model_config)
     total = config.total_steps(steps_per_epoch(dataset, config.batch_size))
     out = Path(config.output_dir)
     resume = _checkpoint_to_resume(config, out)
-    out.mkdir(parents=True, exist_ok=True)
-    config_text = config.to_json().encode()
-    atomic_write(out / CONFIG_FILE, lambda p: Path(p).write_bytes(config_text))
+    state = PartialState(cpu=config.device == "cpu" or not torch.cuda.is_available())
+    main = state.is_main_process
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        config_text = config.to_json().encode()
+        atomic_write(out / CONFIG_FILE, lambda p: Path(p).write_bytes(config_text))
 
     model = build_model(config)
-    trainer_config = TrainerConfig(
-        max_steps=total, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas,
-        grad_clip=config.grad_clip, checkpoint_every=config.checkpoint_every,
-        keep_checkpoints=config.keep_checkpoints, seed=config.seed, device=config.device, dtype=config.dtype)
     extra: dict[str, Any] = {"stage": "stage1", "model_config": model_config.to_dict(),
                              "stage1_config": config.to_dict()}
     trainer = Trainer(model, stage1_loss_fn(config.guidance_weight, config.heatmap_weight, targets),
-                      stage1_batches(dataset, config, total), trainer_config,
+                      stage1_batches(dataset, config, total, state.process_index, state.num_processes),
+                      trainer_config(config, total, out / TENSORBOARD if config.tensorboard else None),
                       checkpoint_dir=out / CHECKPOINTS, control=control, extra_state=extra)
     if targets is not None:
         targets.to(trainer.device)
     if resume is not None:
         _check_resume_model(resume, model_config)
         LOG.info("resumed from %s at step %d", trainer.resume(resume), trainer.step)
-    log = MetricsLog(out / METRICS_FILE, config.log_every, total, trainer.step)
-    trainer.add_callback("on_step_end", log)
+    log = MetricsLog(out / METRICS_FILE, config.log_every, total, trainer.step) if main else None
+    if log is not None:
+        trainer.add_callback("on_step_end", log)
     for event, functions in (callbacks or {}).items():
         for function in functions:
             trainer.add_callback(event, function)
-    LOG.info("stage 1: %d windows of %d frames in %d shards, %d steps of batch %d on %s (%s)", len(dataset),
-             config.sequence_length, len(dataset.shards), total, config.batch_size, trainer.device, trainer.dtype)
+    LOG.info("stage 1: %d windows of %d frames in %d shards, %d steps of global batch %d on %d process(es), %s, "
+             "mixed precision %s", len(dataset), config.sequence_length, len(dataset.shards), total,
+             config.batch_size, state.num_processes, trainer.device, config.mixed_precision)
     trainer.run()
-    weights = save_m2penc(trainer.model, out / WEIGHTS_FILE)
-    LOG.info("wrote %s", weights)
-    return Stage1Result(weights_path=weights, steps=trainer.step, first_loss=log.first_loss,
-                        final_loss=log.final_loss, output_dir=out)
+    weights = out / WEIGHTS_FILE
+    if main:
+        provenance = {"m2pdance.training": json.dumps({"stage": "stage1", "steps": trainer.step,
+                                                       "ema_decay": config.ema_decay, "config": config.to_dict()},
+                                                      sort_keys=True)}
+        save_m2penc(trainer.unwrapped, weights, provenance=provenance,
+                    state_dict=trainer.ema_state_dict() if config.ema_decay > 0 else None)
+        LOG.info("wrote %s", weights)
+    trainer.accelerator.wait_for_everyone()
+    return Stage1Result(weights_path=weights, steps=trainer.step, first_loss=log.first_loss if log else None,
+                        final_loss=log.final_loss if log else None, output_dir=out)

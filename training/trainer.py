@@ -1,33 +1,46 @@
-"""A small, model-agnostic training loop (in the spirit of minGPT's ``Trainer``).
+"""The training engine: one model-agnostic loop on Hugging Face Accelerate, used by every stage.
 
-The trainer knows nothing about M2PEnc: it gets a module, a ``loss_fn(model, batch) -> {"loss":
-scalar, ...parts}``, and ``batches(start_step)``, an iterable yielding one batch (a dict of
-tensors) per optimizer step from ``start_step`` on. Everything model-specific lives in the stage
-modules (:mod:`.stage1`).
+The trainer knows nothing about M2PEnc or Champ: it gets a module, a ``loss_fn(model, batch) ->
+{"loss": scalar, ...parts}``, and ``batches(start_step)``, an iterable yielding, per optimizer step,
+this process's micro-batches (a list of ``grad_accumulation`` dicts of tensors, or one dict).
+Everything model-specific lives in the stage modules (:mod:`.stage1`).
 
 Why each piece is here:
 
+* **Scale out on Accelerate.** ``accelerate launch`` / ``torchrun`` start one process per GPU
+  (or CPU worker); :class:`accelerate.Accelerator` sets up the process group and wraps the model
+  in DDP. Each step's *global* batch is a pure function of the step, cut into micro-batches per
+  process and per accumulation step by the data side (:func:`.datasets.batch_indices_for_step`),
+  so N processes reach the parameters 1 process would with the same global batch.
+* **Mixed precision keeps fp32 master weights.** ``mixed_precision="bf16"|"fp16"`` runs the
+  forward under ``torch.autocast``; parameters, gradients and AdamW moments stay float32 (a bf16
+  parameter would lose most AdamW updates at lr 1e-5: bf16 has 8 bits of mantissa), and fp16
+  adds dynamic loss scaling (``torch.amp.GradScaler``). Accelerate's own mixed-precision switch is
+  process-global; autocast here is per trainer.
 * **Resume must be exact.** A checkpoint is a folder ``step_0000100/`` holding
-  ``model.safetensors`` (weights), ``optimizer.safetensors`` (AdamW moments), ``rng.safetensors``
-  (torch CPU/CUDA generator states) and ``trainer_state.json`` (step, optimizer hyper-parameters,
-  caller's extra JSON). No pickles, so a checkpoint can never run code when loaded. Data order is
-  the caller's pure function of the step (see :func:`.datasets.batch_indices_for_step`), so
-  model + optimizer + RNG + step is the whole state: resuming at step k and training to n gives
-  bit-identical weights to an uninterrupted run on the same device.
+  ``model.safetensors`` (the trained parameters and the model's buffers), ``optimizer.safetensors``
+  (AdamW moments), ``ema.safetensors`` (when EMA is on), ``rng_rank<r>.safetensors`` (each
+  process's torch CPU/CUDA generator states) and ``trainer_state.json`` (step, optimizer
+  hyper-parameters, LR schedule and loss-scaler state, caller's extra JSON). No pickles, so a
+  checkpoint can never run code when loaded. Data order is the caller's pure function of the
+  step, so resuming at step k and training to n gives bit-identical weights to an uninterrupted
+  run on the same device and process count.
 * **Writes are atomic.** A checkpoint folder is written under a temporary name and renamed;
   ``latest.json`` is replaced atomically afterwards, so a crash mid-write never leaves a
   half-checkpoint that resume would pick up.
 * **Long runs are controllable.** Every step reports progress through
-  :class:`~..m2penc.progress.RunControl`; a cancel saves a checkpoint first, then raises.
+  :class:`~..m2penc.progress.RunControl`; a cancel (agreed by every process) saves a checkpoint
+  first, then raises.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
-import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
@@ -36,23 +49,25 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..m2penc.checkpoint import atomic_write, load_strict
-from ..m2penc.device import resolve_device, resolve_dtype
+from ..m2penc.checkpoint import atomic_write
 from ..m2penc.errors import GenerationCancelled, InputError, M2PDanceError
 from ..m2penc.progress import NO_CONTROL, RunControl
 
 Batch = dict[str, torch.Tensor]
 #: ``loss_fn(model, batch)`` -> dict with a scalar ``"loss"`` to minimise plus any logged parts.
 LossFn = Callable[[nn.Module, Batch], Mapping[str, torch.Tensor]]
-#: ``batches(start_step)`` -> one batch per step, for steps ``start_step, start_step + 1, ...``.
-BatchesFn = Callable[[int], Iterable[Batch]]
+#: ``batches(start_step)`` -> per step from ``start_step`` on: this process's micro-batches (or one batch).
+BatchesFn = Callable[[int], Iterable[Union[Batch, list[Batch]]]]
 #: ``callback(trainer)`` (``on_step_end``) or ``callback(trainer, checkpoint_path)`` (``on_checkpoint``).
 Callback = Callable[..., None]
 EVENTS = ("on_step_end", "on_checkpoint")
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 STATE_FILE = "trainer_state.json"
 LATEST_FILE = "latest.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+MIXED_PRECISION = ("no", "bf16", "fp16")
+LR_SCHEDULES = ("constant", "cosine", "linear")
+OPTIMIZERS = ("adamw", "adamw8bit")
 
 PathLike = Union[str, os.PathLike]
 
@@ -71,8 +86,15 @@ class TrainerConfig:
         grad_clip: max global gradient norm, 0 = no clipping.
         checkpoint_every: steps between checkpoints (0 = only the final one).
         keep_checkpoints: newest checkpoints kept on disk (0 = keep all).
-        seed: seeds torch's RNGs at the start of a fresh run.
-        device, dtype: where and in which parameter precision to train.
+        seed: seeds torch's RNGs at the start of a fresh run (every process alike).
+        device: ``auto`` (this process's GPU, else the CPU), ``cpu`` or ``cuda``.
+        mixed_precision: ``no``, ``bf16`` or ``fp16`` autocast around the forward (fp32 weights).
+        grad_accumulation: micro-batches per optimizer step (per process).
+        lr_schedule, lr_warmup_steps: diffusers' schedules (``constant``, ``cosine``, ``linear``) after a
+            linear warm-up.
+        optimizer: ``adamw`` (torch) or ``adamw8bit`` (bitsandbytes, CUDA only).
+        ema_decay: exponential moving average of the trained parameters (0 = off).
+        log_dir: TensorBoard folder for the scalars (``None`` = no TensorBoard).
     """
 
     max_steps: int
@@ -83,24 +105,61 @@ class TrainerConfig:
     checkpoint_every: int = 0
     keep_checkpoints: int = 0
     seed: int = 0
-    device: Union[str, torch.device] = "cpu"
-    dtype: Union[str, torch.dtype] = "fp32"
+    device: str = "cpu"
+    mixed_precision: str = "no"
+    grad_accumulation: int = 1
+    lr_schedule: str = "constant"
+    lr_warmup_steps: int = 0
+    optimizer: str = "adamw"
+    ema_decay: float = 0.0
+    log_dir: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise InputError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.grad_accumulation < 1 or self.lr_warmup_steps < 0 or not 0.0 <= self.ema_decay < 1.0:
+            raise InputError(f"grad_accumulation must be >= 1, lr_warmup_steps >= 0 and ema_decay in [0, 1); got "
+                             f"{self.grad_accumulation}, {self.lr_warmup_steps}, {self.ema_decay}")
 
 
-def make_adamw(model: nn.Module, config: TrainerConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices/kernels only (biases and norm gains are not decayed)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """``(name, parameter)`` of every parameter with ``requires_grad``, in registration order."""
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def make_optimizer(model: nn.Module, config: TrainerConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; decay on matrices/kernels only (biases and norm gains are not)."""
+    params = [p for _, p in trainable_parameters(model)]
+    if not params:
+        raise InputError("the model has no trainable parameters (every requires_grad is False)")
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    if config.optimizer == "adamw8bit":
+        try:
+            import bitsandbytes as bnb
+        except ImportError:
+            raise InputError("optimizer 'adamw8bit' needs bitsandbytes (pip install bitsandbytes) and a CUDA GPU; "
+                             "or use 'adamw'") from None
+        return bnb.optim.AdamW8bit(groups, lr=config.lr, betas=config.betas)
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
 
 
-def batch_to(batch: Batch, device: torch.device, dtype: torch.dtype) -> Batch:
-    """Move every tensor to ``device``; floating tensors also to ``dtype``."""
-    return {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype, non_blocking=True)
-            for k, v in batch.items()}
+def make_lr_schedule(optimizer: torch.optim.Optimizer, config: TrainerConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """diffusers' ``get_scheduler`` (constant / cosine / linear after linear warm-up) over ``max_steps``."""
+    from diffusers.optimization import get_scheduler
+
+    name = "constant_with_warmup" if config.lr_schedule == "constant" else config.lr_schedule
+    return get_scheduler(name, optimizer, num_warmup_steps=config.lr_warmup_steps,
+                         num_training_steps=config.max_steps)
+
+
+def batch_to(batch: Batch, device: torch.device) -> Batch:
+    """Move every tensor to ``device`` (dtypes unchanged: autocast chooses compute precision)."""
+    return {k: v.to(device=device, non_blocking=True) for k, v in batch.items()}
 
 
 # ----- checkpoint files -------------------------------------------------------------------
@@ -178,32 +237,58 @@ def read_checkpoint_state(path: PathLike) -> dict[str, Any]:
 # ----- the trainer ------------------------------------------------------------------------
 
 class Trainer:
-    """Runs AdamW on ``loss_fn`` over ``batches`` with checkpoints, callbacks and resume.
+    """Runs AdamW on ``loss_fn`` over ``batches`` with Accelerate, checkpoints, callbacks and resume.
 
     Attributes (read them from callbacks):
         step: optimizer steps done so far.
-        metrics: floats of the last step (``loss``, the loss parts, ``lr``, ``grad_norm``, ``seconds``).
+        metrics: floats of the last step, averaged over processes (``loss``, the loss parts, ``lr``,
+            ``grad_norm``, ``seconds``).
         last_checkpoint: folder of the newest checkpoint written or resumed from.
+        accelerator: the :class:`accelerate.Accelerator` (``is_main_process``, ``num_processes`` ...).
+        model: the model as trained (DDP-wrapped when distributed); :attr:`unwrapped` is the module itself.
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, batches: BatchesFn, config: TrainerConfig,
                  checkpoint_dir: Optional[PathLike] = None, control: RunControl = NO_CONTROL,
                  extra_state: Optional[Mapping[str, Any]] = None):
+        from accelerate import Accelerator
+
         if config.max_steps < 1:
             raise InputError(f"max_steps must be >= 1, got {config.max_steps}")
         self.config = config
-        self.device = resolve_device(config.device)
-        self.dtype = resolve_dtype(config.dtype, self.device)
-        self.model = model.to(device=self.device, dtype=self.dtype)
+        cpu = config.device == "cpu" or not torch.cuda.is_available()
+        if config.device not in ("auto", "cpu", "cuda"):
+            raise InputError(f"device must be auto, cpu or cuda (each process takes its own GPU), "
+                             f"got {config.device!r}")
+        self.accelerator = Accelerator(cpu=cpu, mixed_precision="no")
+        self.device = self.accelerator.device
+        self._autocast_dtype = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.mixed_precision]
+        self.scaler = torch.amp.GradScaler(self.device.type) if config.mixed_precision == "fp16" else None
+        self.trained_names = [n for n, _ in trainable_parameters(model)]
+        self.optimizer = make_optimizer(model.to(self.device), config)
+        self.lr_schedule = make_lr_schedule(self.optimizer, config)
+        self.model = self.accelerator.prepare_model(model)
+        self.unwrapped = self.accelerator.unwrap_model(self.model)
+        self.ema: Optional[dict[str, torch.Tensor]] = None
+        if config.ema_decay > 0:
+            self.ema = {n: p.detach().float().clone() for n, p in trainable_parameters(self.unwrapped)}
         self.loss_fn, self.batches, self.control = loss_fn, batches, control
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.extra_state = dict(extra_state or {})
-        self.optimizer = make_adamw(self.model, config)
         self.step = 0
         self.metrics: dict[str, float] = {}
         self.last_checkpoint: Optional[Path] = None
         self._resumed = False
         self._callbacks: dict[str, list[Callback]] = {event: [] for event in EVENTS}
+        self._writer = None
+        if config.log_dir is not None and self.accelerator.is_main_process:
+            from torch.utils.tensorboard import SummaryWriter
+            self._writer = SummaryWriter(config.log_dir)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The parameters' dtype (always float32: mixed precision is autocast)."""
+        return next(self.unwrapped.parameters()).dtype
 
     def add_callback(self, event: str, callback: Callback) -> None:
         """Register ``callback`` for ``on_step_end`` or ``on_checkpoint``."""
@@ -217,24 +302,72 @@ class Trainer:
 
     # ----- training -------------------------------------------------------------------
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
-        """One forward/backward/AdamW update; returns the step's metrics as floats."""
+    def _autocast(self):
+        if self._autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self._autocast_dtype)
+
+    def train_step(self, micro_batches: Union[Batch, list[Batch]]) -> dict[str, float]:
+        """One optimizer step over this process's micro-batches; returns the step's metrics (process mean)."""
         start = time.perf_counter()
+        micro = [micro_batches] if isinstance(micro_batches, dict) else list(micro_batches)
+        if len(micro) != self.config.grad_accumulation:
+            raise TrainingError(f"step {self.step + 1} got {len(micro)} micro-batches, expected "
+                                f"grad_accumulation={self.config.grad_accumulation}")
         self.model.train()
-        losses = self.loss_fn(self.model, batch_to(batch, self.device, self.dtype))
-        loss = losses["loss"]
-        if not torch.isfinite(loss.detach()).all():
-            raise TrainingError(f"loss became {loss.item()} at step {self.step + 1}; lower the learning "
-                                "rate, enable grad_clip, or check the data for NaN/inf values")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        metrics = {name: float(value.detach()) for name, value in losses.items()}
+        sums: dict[str, torch.Tensor] = {}
+        for k, batch in enumerate(micro):
+            sync = k == len(micro) - 1
+            with (nullcontext() if sync else self.accelerator.no_sync(self.model)):
+                with self._autocast():
+                    losses = self.loss_fn(self.model, batch_to(batch, self.device))
+                loss = losses["loss"].float() / len(micro)
+                if not torch.isfinite(loss.detach()).all():
+                    raise TrainingError(f"loss became {losses['loss'].item()} at step {self.step + 1}; lower the "
+                                        "learning rate, enable grad_clip, or check the data for NaN/inf values")
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value.detach().float() / len(micro)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.unwrapped.parameters() if p.requires_grad]
+        grad_norm = None
         if self.config.grad_clip > 0:
-            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip))
-        self.optimizer.step()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.lr_schedule.step()
+        self._update_ema()
+        names = sorted(sums)
+        values = torch.stack([sums[n] for n in names] + ([grad_norm.float()] if grad_norm is not None else []))
+        values = self.accelerator.reduce(values, reduction="mean")
+        metrics = {name: float(v) for name, v in zip(names, values)}
+        if grad_norm is not None:
+            metrics["grad_norm"] = float(values[-1])
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        if self.scaler is not None:
+            metrics["loss_scale"] = float(self.scaler.get_scale())
         metrics["seconds"] = time.perf_counter() - start
         return metrics
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        decay = self.config.ema_decay
+        for name, p in trainable_parameters(self.unwrapped):
+            self.ema[name].mul_(decay).add_(p.detach().float(), alpha=1.0 - decay)
+
+    def ema_state_dict(self) -> dict[str, torch.Tensor]:
+        """The model's state dict with the EMA of the trained parameters (the plain one when EMA is off)."""
+        state = {k: v.detach().clone() for k, v in self.unwrapped.state_dict().items()}
+        for name, value in (self.ema or {}).items():
+            state[name] = value.to(state[name].dtype)
+        return state
 
     def run(self) -> int:
         """Train from the current step to ``max_steps``; returns the final step.
@@ -247,35 +380,73 @@ class Trainer:
             torch.manual_seed(self.config.seed)
         if self.step >= total:
             return self.step
-        for batch in self.batches(self.step):
-            self.metrics = self.train_step(batch)
-            self.step += 1
-            self._trigger("on_step_end")
-            if self._checkpoint_due():
-                self.save_checkpoint()
-            self._tick(total)
-            if self.step >= total:
-                break
+        bar = self._progress_bar(total)
+        try:
+            for micro_batches in self.batches(self.step):
+                self.metrics = self.train_step(micro_batches)
+                self.step += 1
+                self._log()
+                self._trigger("on_step_end")
+                if self._checkpoint_due():
+                    self.save_checkpoint()
+                if bar is not None:
+                    bar.set_postfix(loss=f"{self.metrics['loss']:.4g}", refresh=False)
+                    bar.update(1)
+                self._tick(total)
+                if self.step >= total:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
         if self.step < total:
             raise TrainingError(f"the batch source ran out after {self.step} of {total} steps")
         if self.checkpoint_dir is not None and self.last_checkpoint != self._folder_for(self.step):
             self.save_checkpoint()
+        if self._writer is not None:
+            self._writer.flush()
         return self.step
+
+    def _progress_bar(self, total: int) -> Any:
+        if not self.accelerator.is_main_process or os.environ.get("M2PDANCE_NO_PROGRESS"):
+            return None
+        from tqdm.auto import tqdm
+        return tqdm(total=total, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+
+    def _log(self) -> None:
+        if self._writer is None:
+            return
+        for name, value in self.metrics.items():
+            if math.isfinite(value):
+                self._writer.add_scalar(f"train/{name}", value, self.step)
 
     def _checkpoint_due(self) -> bool:
         every = self.config.checkpoint_every
         return self.checkpoint_dir is not None and every > 0 and self.step % every == 0
 
-    def _tick(self, total: int) -> None:
+    def _cancel_requested(self) -> bool:
+        """Whether any process was asked to stop (all processes agree, so all save the same checkpoint)."""
         try:
-            self.control.tick("train", self.step, total)
+            self.control.check_cancel()
+            local = 0.0
         except GenerationCancelled:
-            if self.checkpoint_dir is None:
-                raise GenerationCancelled(f"training cancelled at step {self.step}; no checkpoint "
-                                          "folder was given, so nothing was saved") from None
-            folder = self.last_checkpoint if self.last_checkpoint == self._folder_for(self.step) else self.save_checkpoint()
-            raise GenerationCancelled(f"training cancelled at step {self.step}; checkpoint saved to "
-                                      f"{folder}, resume from it to continue") from None
+            local = 1.0
+        if self.accelerator.num_processes == 1:
+            return local > 0
+        flag = torch.tensor([local], device=self.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+
+    def _tick(self, total: int) -> None:
+        if self.control.progress is not None:
+            self.control.progress("train", self.step, total)
+        if not self._cancel_requested():
+            return
+        if self.checkpoint_dir is None:
+            raise GenerationCancelled(f"training cancelled at step {self.step}; no checkpoint "
+                                      "folder was given, so nothing was saved")
+        folder = (self.last_checkpoint if self.last_checkpoint == self._folder_for(self.step)
+                  else self.save_checkpoint())
+        raise GenerationCancelled(f"training cancelled at step {self.step}; checkpoint saved to "
+                                  f"{folder}, resume from it to continue")
 
     # ----- checkpoints ----------------------------------------------------------------
 
@@ -283,69 +454,130 @@ class Trainer:
         return None if self.checkpoint_dir is None else self.checkpoint_dir / step_dir_name(step)
 
     def save_checkpoint(self) -> Path:
-        """Write the full training state of the current step atomically; returns its folder."""
+        """Write the full training state of the current step atomically (every process takes part)."""
         if self.checkpoint_dir is None:
             raise InputError("this trainer has no checkpoint_dir")
-        root = self.checkpoint_dir
-        root.mkdir(parents=True, exist_ok=True)
+        acc, root = self.accelerator, self.checkpoint_dir
         final = root / step_dir_name(self.step)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=root))
-        try:
-            self._write_state(tmp)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
+        tmp = root / f".{final.name}.partial"
+        if acc.is_main_process:
+            root.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+        acc.wait_for_everyone()
+        try:
+            save_file(_rng_tensors(), str(tmp / f"rng_rank{acc.process_index}.safetensors"))
+            if acc.is_main_process:
+                self._write_state(tmp)
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                _fsync_folder(tmp)
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+                payload = json.dumps({"checkpoint": final.name, "step": self.step}).encode()
+                atomic_write(root / LATEST_FILE, lambda p: Path(p).write_bytes(payload))
+                self._prune(final)
+        except BaseException:
+            if acc.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
-        payload = json.dumps({"checkpoint": final.name, "step": self.step}).encode()
-        atomic_write(root / LATEST_FILE, lambda p: Path(p).write_bytes(payload))
+        acc.wait_for_everyone()
         self.last_checkpoint = final
-        self._prune()
         self._trigger("on_checkpoint", final)
         return final
 
     def _write_state(self, folder: Path) -> None:
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        weights = self._model_tensors()
         save_file(weights, str(folder / "model.safetensors"), metadata={"step": str(self.step)})
         optimizer_tensors, optimizer_meta = _optimizer_to_files(self.optimizer)
         save_file(optimizer_tensors, str(folder / "optimizer.safetensors"))
-        save_file(_rng_tensors(), str(folder / "rng.safetensors"))
+        if self.ema is not None:
+            save_file({k: v.cpu().contiguous() for k, v in self.ema.items()}, str(folder / "ema.safetensors"))
         state = {"format": CHECKPOINT_FORMAT, "step": self.step, "seed": self.config.seed,
-                 "optimizer": optimizer_meta, "metrics": self.metrics, "extra": self.extra_state}
+                 "processes": self.accelerator.num_processes, "trained": self.trained_names,
+                 "optimizer": optimizer_meta, "lr_schedule": _plain(self.lr_schedule.state_dict()),
+                 "scaler": None if self.scaler is None else _plain(self.scaler.state_dict()),
+                 "metrics": self.metrics, "extra": self.extra_state}
         (folder / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
 
-    def _prune(self) -> None:
+    def _model_tensors(self) -> dict[str, torch.Tensor]:
+        """The trained parameters and every buffer (frozen parameters come from their own weights files)."""
+        trained = set(self.trained_names)
+        params = {n for n, _ in self.unwrapped.named_parameters()}
+        return {k: v.detach().cpu().contiguous() for k, v in self.unwrapped.state_dict().items()
+                if k in trained or k not in params}
+
+    def _prune(self, newest: Path) -> None:
         keep = self.config.keep_checkpoints
         if keep <= 0 or self.checkpoint_dir is None:
             return
         folders = sorted(p for p in self.checkpoint_dir.iterdir() if p.is_dir() and _STEP_DIR.match(p.name))
         for old in folders[:-keep]:
-            if old != self.last_checkpoint:
+            if old != newest:
                 shutil.rmtree(old, ignore_errors=True)
 
     def _apply_hyperparameters(self) -> None:
         """After loading optimizer state, use this run's lr/betas/decay (they may be changed on resume)."""
         decay, no_decay = self.optimizer.param_groups
         for group in (decay, no_decay):
-            group["lr"], group["betas"] = self.config.lr, tuple(self.config.betas)
+            group["betas"] = tuple(self.config.betas)
         decay["weight_decay"] = self.config.weight_decay
 
     def resume(self, path: PathLike) -> Path:
-        """Restore model, optimizer, step and RNG state from a checkpoint; returns its folder."""
+        """Restore model, optimizer, schedule, scaler, EMA, step and RNG state; returns the checkpoint folder."""
         folder = resolve_checkpoint(path)
         state = read_checkpoint_state(folder)
+        if int(state.get("processes", 1)) != self.accelerator.num_processes:
+            raise TrainingError(f"{folder} was written by {state.get('processes')} process(es); resume it with the "
+                                f"same number (now {self.accelerator.num_processes}) to continue exactly")
+        if state.get("trained") != self.trained_names:
+            raise TrainingError(f"{folder} trained other parameters than this model trains; resume with the same "
+                                "stage and model settings")
         weights = load_file(str(folder / "model.safetensors"), device="cpu")
-        load_strict(self.model, weights, source=str(folder / "model.safetensors"))
+        expected = set(self._model_tensors())
+        if set(weights) != expected:
+            raise TrainingError(f"{folder / 'model.safetensors'} holds other tensors than this model "
+                                f"({sorted(set(weights) ^ expected)[:5]} ...)")
+        missing, unexpected = self.unwrapped.load_state_dict(weights, strict=False)
+        if unexpected:
+            raise TrainingError(f"unexpected tensors in {folder}: {unexpected[:5]}")
         try:
             self.optimizer.load_state_dict(_optimizer_from_files(
                 load_file(str(folder / "optimizer.safetensors"), device="cpu"), state["optimizer"]))
         except (ValueError, KeyError) as e:
             raise TrainingError(f"optimizer state in {folder} does not fit this model: {e}") from e
         self._apply_hyperparameters()
-        _restore_rng(load_file(str(folder / "rng.safetensors")))
+        self.lr_schedule.load_state_dict(state["lr_schedule"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            ema_file = folder / "ema.safetensors"
+            if not ema_file.is_file():
+                raise TrainingError(f"{folder} has no ema.safetensors but this run keeps an EMA (ema_decay > 0)")
+            self.ema = {k: v.to(self.device) for k, v in load_file(str(ema_file)).items()}
+        rng = folder / f"rng_rank{self.accelerator.process_index}.safetensors"
+        _restore_rng(load_file(str(rng)))
         self.step = int(state["step"])
         self.metrics = dict(state.get("metrics") or {})
         self.last_checkpoint = folder
         self._resumed = True
         return folder
+
+
+def _plain(value: Any) -> Any:
+    """A state dict as JSON values (tensors and tuples become lists)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return value
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush every file of a checkpoint folder to disk before it is renamed into place."""
+    for path in folder.iterdir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())

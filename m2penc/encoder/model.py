@@ -22,11 +22,17 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..audio.featureset import MusicFeatures
 from ..errors import InputError
 from .blocks import Attention3d, ConvBlock3d, InflatedConv3d
 from .config import M2PEncConfig
+
+
+def _block(conv: nn.Module, attention: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One M2PEnc layer: inflated 3D convolution, then 3D attention."""
+    return attention(conv(x))
 
 
 @dataclass
@@ -68,6 +74,9 @@ class M2PEnc(nn.Module):
         self.out_norm = nn.GroupNorm(config.norm_groups, c)
         self.guidance_head = InflatedConv3d(c, config.guidance_channels, config.temporal_kernel, config.spatial_kernel)
         self.heatmap_head = InflatedConv3d(c, config.heatmap_channels, config.temporal_kernel, config.spatial_kernel)
+        #: Training only: recompute each conv + attention block in the backward pass instead of keeping
+        #: its activations (the same values and gradients, less memory, about one more forward of compute).
+        self.gradient_checkpointing = False
 
     def check_inputs(self, features: torch.Tensor) -> None:
         """Features must be ``(B, N, in_dim)`` floats with N >= 1."""
@@ -98,6 +107,9 @@ class M2PEnc(nn.Module):
         x = rearrange(x, "b n (h w) -> b 1 n h w", h=g)                  # 1-channel video, time = N
         x = self.stem(x)                                                 # (B, C, N, G, G)
         for conv, attention in zip(self.convs, self.attentions):
-            x = attention(conv(x))
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(_block, conv, attention, x, use_reentrant=False)   # recomputed in backward
+            else:
+                x = attention(conv(x))
         x = F.silu(self.out_norm(x))
         return M2PEncOutput(guidance=self.guidance_head(x), heatmaps=self.heatmap_head(x))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Mapping, Optional, Union
 
 import torch
 
@@ -26,10 +26,17 @@ FEATURE_KIND_KEY = "m2pdance.feature_kind"
 PathLike = Union[str, os.PathLike]
 
 
-def save_m2penc(model: M2PEnc, path: PathLike) -> Path:
-    """Write ``model`` (weights, config, feature kind) to a safetensors file atomically."""
-    return save_model(path, model.state_dict(), kind=M2PENC_KIND, config_json=model.config.to_json(),
-                      extra_metadata={FEATURE_KIND_KEY: model.config.feature_kind})
+def save_m2penc(model: M2PEnc, path: PathLike, provenance: Optional[Mapping[str, str]] = None,
+                state_dict: Optional[Mapping[str, torch.Tensor]] = None) -> Path:
+    """Write ``model`` (weights, config, feature kind) to a safetensors file atomically.
+
+    Args:
+        provenance: extra string metadata, e.g. how the weights were trained (``m2pdance.training``).
+        state_dict: weights to write instead of the model's own (e.g. their EMA), same keys.
+    """
+    metadata = {FEATURE_KIND_KEY: model.config.feature_kind, **(provenance or {})}
+    return save_model(path, state_dict if state_dict is not None else model.state_dict(), kind=M2PENC_KIND,
+                      config_json=model.config.to_json(), extra_metadata=metadata)
 
 
 def read_m2penc_config(path: PathLike) -> M2PEncConfig:

@@ -46,7 +46,8 @@ def test_model_config_file_replaces_the_preset(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ('{"learning_rate": 1}', "unknown stage-1 config keys"),
     ('{"lr": -1}', "lr must be"),
-    ('{"dtype": "fp16"}', "loss scaling"),
+    ('{"mixed_precision": "fp8"}', "float32"),
+    ('{"batch_size": 6, "grad_accumulation": 4}', "multiple of grad_accumulation"),
     ('{"window_sampling": "shuffled"}', "window_sampling"),
     ('{"steps": 3, "epochs": 2}', "exactly one of steps and epochs"),
     ('[1, 2]', "JSON object"),

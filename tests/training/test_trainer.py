@@ -70,7 +70,7 @@ def test_checkpoints_are_complete_pruned_and_announced(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "step_00000006", "step_00000007"]
     assert resolve_checkpoint(tmp_path).name == "step_00000007"
     assert sorted(p.name for p in (tmp_path / "step_00000007").iterdir()) == [
-        "model.safetensors", "optimizer.safetensors", "rng.safetensors", "trainer_state.json"]
+        "model.safetensors", "optimizer.safetensors", "rng_rank0.safetensors", "trainer_state.json"]
     state = read_checkpoint_state(tmp_path)
     assert state["step"] == 7 and "grad_norm" in state["metrics"]
     json.dumps(state)                                # plain JSON, nothing pickled
