@@ -98,3 +98,18 @@ def test_guidance_resized_to_latent_size():
     assert fea.shape == (2, 320, 5, 80, 80) and fea.dtype == torch.float16 and fea.is_contiguous()
     constant = torch.ones(1, 2, 3, 64, 64)
     torch.testing.assert_close(resize_guidance(constant, (80, 80)), torch.ones(1, 2, 3, 80, 80))
+
+
+def test_gradient_checkpointing_gives_the_same_values_and_gradients():
+    torch.manual_seed(0)
+    model = M2PEnc(M2PEncConfig.preset("tiny", num_layers=2))
+    features = torch.randn(2, 6, model.config.in_dim)
+    grads = []
+    for flag in (False, True):
+        model.gradient_checkpointing = flag
+        model.zero_grad()
+        out = model(features)
+        (out.guidance.square().mean() + out.heatmaps.mean()).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-7, msg=name)
