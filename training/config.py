@@ -1,9 +1,10 @@
-"""Stage-1 training settings as one frozen, JSON-serialisable dataclass.
+"""Training settings as frozen, JSON-serialisable dataclasses: :class:`RunConfig` and one per stage.
 
-A training run is fully described by a :class:`Stage1Config`: it is written next to the outputs
-(``stage1_config.json``) and into every checkpoint, so a run can be repeated or resumed from its
-folder alone. Config files are plain JSON (never executed); command-line flags override single
-fields with :meth:`Stage1Config.with_overrides`.
+A training run is fully described by its config: it is written next to the outputs
+(``stage<k>_config.json``) and into every checkpoint, so a run can be repeated or resumed from its
+folder alone. Config files are TOML or JSON (never executed); command-line flags override single
+fields with :meth:`RunConfig.with_overrides`. :class:`RunConfig` holds what every stage shares
+(data, optimisation, the engine); each stage adds its own fields and ``paper`` / ``tiny`` presets.
 
 Defaults follow the paper where it says something (sec. 4.1: AdamW, lr 1e-5, batches of 24
 sequences of 75 frames = 5 s at 15 fps) and are marked as ours where it does not (weight decay,
@@ -16,7 +17,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Optional, TypeVar
 
 try:                                    # Python >= 3.11
     import tomllib
@@ -30,79 +31,52 @@ from ..m2penc.errors import InputError
 WINDOW_SAMPLING = ("random", "sequential")
 #: Autocast precisions (parameters and AdamW state stay float32; fp16 adds loss scaling).
 MIXED_PRECISION = ("no", "bf16", "fp16")
-#: Fields holding filesystem paths: relative values in a config file are relative to that file.
-PATH_FIELDS = ("model_config_file", "data_dir", "output_dir", "resume", "guidance_encoders")
-
-
-#: The CPU-sized preset: the tiny M2PEnc, short windows, a few steps.
-_TINY: dict[str, Any] = {
-    "model_preset": "tiny", "batch_size": 2, "sequence_length": 16, "lr": 3e-3,
-    "steps": 40, "epochs": None, "checkpoint_every": 20, "log_every": 5, "device": "cpu",
-}
+C = TypeVar("C", bound="RunConfig")
 
 
 @dataclass(frozen=True)
-class Stage1Config:
-    """Everything a stage-1 (M2PEnc pre-training) run needs.
+class RunConfig:
+    """What every training stage shares: data, output, optimisation and the engine.
 
     Attributes:
-        model_preset: :class:`M2PEncConfig` preset (``paper``, ``paper_baseline``, ``tiny``).
-        model_config_file: JSON file of a full :class:`M2PEncConfig`; replaces ``model_preset``.
-        model_overrides: single :class:`M2PEncConfig` fields changed on top of the preset/file.
-        data_dir: an SDGPip build (``m2pdance-train sdgpip --out``) or a folder of stage-1
-            safetensors shards (:mod:`.datasets`, e.g. ``make-toy-data``).
-        guidance_encoders: folder of Champ's ``guidance_encoder_*`` files; needed when the SDGPip
-            data stores maps (the default), whose guidance targets are encoded while training.
+        data_dir: the training data (for stage 1 also a folder of stage-1 safetensors shards).
         data_splits, data_sources: SDGPip samples used (``None``: all).
-        output_dir: where weights, checkpoints and ``metrics.jsonl`` go.
-        batch_size: sequences per step (paper: 24).
-        sequence_length: frames per sequence (paper: 75 = 5 s at 15 fps).
-        window_sampling: ``random`` (uniform over every start frame) or ``sequential``
-            (non-overlapping windows in file order).
+        output_dir: where weights, checkpoints, ``metrics.jsonl`` and ``tensorboard/`` go.
+        batch_size: the global batch per optimizer step, over every process and micro-step.
         lr: AdamW learning rate (paper: 1e-5).
         weight_decay: AdamW decay on >= 2-d weights only (ours; the paper does not say).
         betas: AdamW betas (PyTorch defaults).
         grad_clip: max global gradient norm; 0 disables clipping (ours, as minGPT).
         steps: optimizer steps; exactly one of ``steps`` and ``epochs`` is set.
-        epochs: passes over the non-overlapping windows of the data (paper: "over 20,000").
-        guidance_weight, heatmap_weight: ``w_g * L_guid + w_h * L_heat`` (the paper gives no
-            weights; 1 and 1 are ours).
-        seed: seeds model initialisation, window sampling and every torch RNG.
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...
+        epochs: passes over the data's non-overlapping items.
+        seed: seeds model initialisation, data order and every torch RNG.
+        device: ``auto`` (this process's GPU), ``cpu`` or ``cuda``.
         mixed_precision: ``no``, ``bf16`` or ``fp16`` autocast (fp32 master weights; fp16 with loss scaling).
-        grad_accumulation: micro-batches per optimizer step; ``batch_size`` is the global batch, so each of
-            N processes runs micro-batches of ``batch_size / (N * grad_accumulation)`` sequences.
-        gradient_checkpointing: recompute M2PEnc's blocks in the backward pass (less activation memory).
+        grad_accumulation: micro-batches per optimizer step; each of N processes runs micro-batches of
+            ``batch_size / (N * grad_accumulation)``.
+        gradient_checkpointing: recompute the trained networks' blocks in the backward pass (less memory).
         lr_schedule, lr_warmup_steps: ``constant``, ``cosine`` or ``linear`` after a linear warm-up.
         optimizer: ``adamw`` or ``adamw8bit`` (bitsandbytes, CUDA).
-        ema_decay: EMA of the weights (0 = off); the exported weights are the EMA when on.
+        ema_decay: EMA of the trained weights (0 = off); the exported weights are the EMA when on.
         tensorboard: write the step scalars to ``output_dir/tensorboard``.
         checkpoint_every: steps between resumable checkpoints; 0 = only at the end.
         keep_checkpoints: how many of the newest checkpoints to keep (0 keeps all).
         log_every: steps between loss log lines (every step goes to ``metrics.jsonl``).
-        num_workers: DataLoader worker processes reading the shards.
+        num_workers: DataLoader worker processes reading the data.
         resume: a checkpoint folder, or ``latest`` for the newest one under ``output_dir``.
     """
 
-    model_preset: str = "paper"
-    model_config_file: Optional[str] = None
-    model_overrides: dict[str, Any] = field(default_factory=dict)
     data_dir: Optional[str] = None
-    guidance_encoders: Optional[str] = None
     data_splits: Optional[list[str]] = None
     data_sources: Optional[list[str]] = None
-    output_dir: str = "runs/stage1"
+    output_dir: str = "runs/train"
     batch_size: int = 24
-    sequence_length: int = 75
-    window_sampling: str = "random"
     lr: float = 1e-5
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
     steps: Optional[int] = None
-    epochs: Optional[int] = 20000
-    guidance_weight: float = 1.0
-    heatmap_weight: float = 1.0
+    epochs: Optional[int] = None
     seed: int = 0
     device: str = "auto"
     mixed_precision: str = "no"
@@ -119,59 +93,64 @@ class Stage1Config:
     num_workers: int = 0
     resume: Optional[str] = None
 
-    #: Named starting points for ``--preset``; a config file or flags refine them (``smoke`` = ``tiny``).
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "tiny": _TINY, "smoke": _TINY}
+    #: The stage's name in messages and file names.
+    STAGE: ClassVar[str] = "run"
+    #: Named starting points for ``--preset``; a config file or flags refine them.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: Fields holding filesystem paths: relative values in a config file are relative to that file.
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = ("data_dir", "output_dir", "resume")
+    #: Float fields that must be finite and >= 0.
+    NON_NEGATIVE: ClassVar[tuple[str, ...]] = ("lr", "weight_decay", "grad_clip", "ema_decay")
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "sequence_length", "log_every"):
+        for name in ("batch_size", "log_every", "grad_accumulation"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("checkpoint_every", "keep_checkpoints", "num_workers"):
+        for name in ("checkpoint_every", "keep_checkpoints", "num_workers", "lr_warmup_steps"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         _require((self.steps is None) != (self.epochs is None),
                  f"set exactly one of steps and epochs, got steps={self.steps}, epochs={self.epochs}")
         _require((self.steps or self.epochs or 0) >= 1, "steps/epochs must be >= 1")
-        _require(self.window_sampling in WINDOW_SAMPLING,
-                 f"window_sampling must be one of {WINDOW_SAMPLING}, got {self.window_sampling!r}")
         _require(self.mixed_precision in MIXED_PRECISION,
                  f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r} (parameters always "
                  "stay float32; bf16/fp16 autocast the forward)")
-        _require(self.grad_accumulation >= 1 and self.batch_size % self.grad_accumulation == 0,
+        _require(self.batch_size % self.grad_accumulation == 0,
                  f"batch_size ({self.batch_size}) must be a multiple of grad_accumulation ({self.grad_accumulation})")
-        for name in ("lr", "weight_decay", "grad_clip", "guidance_weight", "heatmap_weight"):
+        for name in self.NON_NEGATIVE:
             value = getattr(self, name)
             _require(math.isfinite(value) and value >= 0, f"{name} must be a finite number >= 0, got {value}")
         _require(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        _require(self.ema_decay < 1, f"ema_decay must be < 1, got {self.ema_decay}")
         _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
                  f"betas must be two numbers in [0, 1), got {self.betas}")
 
     # ----- construction -------------------------------------------------------------------
 
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "Stage1Config":
+    def preset(cls: type[C], name: str, **overrides: Any) -> C:
         """The named preset (``paper``, ``tiny``) with some fields changed."""
         if name not in cls.PRESETS:
-            raise InputError(f"no stage-1 preset {name!r}; available: {sorted(cls.PRESETS)}")
+            raise InputError(f"no {cls.STAGE} preset {name!r}; available: {sorted(cls.PRESETS)}")
         return cls.from_dict({**cls.PRESETS[name], **overrides})
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Stage1Config":
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
         """Build from plain JSON values; unknown keys are an error (usually a typo)."""
         if not isinstance(data, dict):
-            raise InputError(f"a stage-1 config must be a JSON object, got {type(data).__name__}")
+            raise InputError(f"a {cls.STAGE} config must be a JSON object, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise InputError(f"unknown stage-1 config keys {unknown}; known keys: {sorted(names)}")
+            raise InputError(f"unknown {cls.STAGE} config keys {unknown}; known keys: {sorted(names)}")
         values = dict(data)
         if "betas" in values:
             values["betas"] = tuple(values["betas"])
         try:
             return cls(**values)
         except TypeError as e:  # e.g. a comparison of a string with an int in __post_init__
-            raise InputError(f"invalid stage-1 config value: {e}") from e
+            raise InputError(f"invalid {cls.STAGE} config value: {e}") from e
 
     @classmethod
-    def from_json_file(cls, path: str | Path, base: Optional["Stage1Config"] = None) -> "Stage1Config":
+    def from_json_file(cls: type[C], path: str | Path, base: Optional[C] = None) -> C:
         """Read a TOML (``.toml``) or JSON config file (on top of ``base``, default: the ``paper`` preset).
 
         Relative paths inside the file are taken relative to the file's folder, so a config
@@ -179,7 +158,7 @@ class Stage1Config:
         """
         path = Path(path)
         if not path.is_file():
-            raise InputError(f"stage-1 config file not found: {path}")
+            raise InputError(f"{cls.STAGE} config file not found: {path}")
         try:
             text = path.read_text(encoding="utf-8")
             data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
@@ -187,14 +166,14 @@ class Stage1Config:
             kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
             raise InputError(f"{path} is not valid {kind}: {e}") from e
         if not isinstance(data, dict):
-            raise InputError(f"{path} must hold a JSON object of stage-1 settings")
-        for key in PATH_FIELDS:
+            raise InputError(f"{path} must hold a JSON object of {cls.STAGE} settings")
+        for key in cls.PATH_FIELDS:
             value = data.get(key)
             if isinstance(value, str) and value != "latest" and not Path(value).is_absolute():
                 data[key] = str(path.parent / value)
-        return (base or cls()).with_overrides(data)
+        return (base or cls.preset("paper")).with_overrides(data)
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "Stage1Config":
+    def with_overrides(self: C, overrides: dict[str, Any]) -> C:
         """A copy with fields replaced; setting ``steps`` clears ``epochs`` and vice versa."""
         merged = {**self.to_dict(), **overrides}
         if overrides.get("steps") is not None and "epochs" not in overrides:
@@ -215,6 +194,61 @@ class Stage1Config:
         """Canonical JSON (sorted keys, indented) as written next to a run's outputs."""
         return json.dumps(self.to_dict(), sort_keys=True, indent=2)
 
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Optimizer steps of the whole run, given how many steps one epoch takes."""
+        return self.steps if self.steps is not None else self.epochs * steps_per_epoch
+
+
+#: The CPU-sized stage-1 preset: the tiny M2PEnc, short windows, a few steps.
+_STAGE1_TINY: dict[str, Any] = {
+    "model_preset": "tiny", "batch_size": 2, "sequence_length": 16, "lr": 3e-3,
+    "steps": 40, "epochs": None, "checkpoint_every": 20, "log_every": 5, "device": "cpu",
+}
+
+
+@dataclass(frozen=True)
+class Stage1Config(RunConfig):
+    """Stage 1 (M2PEnc pre-training): :class:`RunConfig` plus the model, windows and loss weights.
+
+    Attributes:
+        model_preset: :class:`M2PEncConfig` preset (``paper``, ``paper_baseline``, ``tiny``).
+        model_config_file: JSON file of a full :class:`M2PEncConfig`; replaces ``model_preset``.
+        model_overrides: single :class:`M2PEncConfig` fields changed on top of the preset/file.
+        data_dir: an SDGPip build (``m2pdance-train sdgpip --out``) or a folder of stage-1
+            safetensors shards (:mod:`.datasets`, e.g. ``make-toy-data``).
+        guidance_encoders: folder of Champ's ``guidance_encoder_*`` files; needed when the SDGPip
+            data stores maps (the default), whose guidance targets are encoded while training.
+        batch_size: sequences per step (paper: 24).
+        sequence_length: frames per sequence (paper: 75 = 5 s at 15 fps).
+        window_sampling: ``random`` (uniform over every start frame) or ``sequential``
+            (non-overlapping windows in file order).
+        epochs: passes over the non-overlapping windows of the data (paper: "over 20,000").
+        guidance_weight, heatmap_weight: ``w_g * L_guid + w_h * L_heat`` (the paper gives no
+            weights; 1 and 1 are ours).
+    """
+
+    model_preset: str = "paper"
+    model_config_file: Optional[str] = None
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    guidance_encoders: Optional[str] = None
+    output_dir: str = "runs/stage1"
+    sequence_length: int = 75
+    window_sampling: str = "random"
+    epochs: Optional[int] = 20000
+    guidance_weight: float = 1.0
+    heatmap_weight: float = 1.0
+
+    STAGE: ClassVar[str] = "stage-1"
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "tiny": _STAGE1_TINY, "smoke": _STAGE1_TINY}
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = RunConfig.PATH_FIELDS + ("model_config_file", "guidance_encoders")
+    NON_NEGATIVE: ClassVar[tuple[str, ...]] = RunConfig.NON_NEGATIVE + ("guidance_weight", "heatmap_weight")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.sequence_length >= 1, f"sequence_length must be >= 1, got {self.sequence_length}")
+        _require(self.window_sampling in WINDOW_SAMPLING,
+                 f"window_sampling must be one of {WINDOW_SAMPLING}, got {self.window_sampling!r}")
+
     def model_config(self) -> M2PEncConfig:
         """The :class:`M2PEncConfig` to train: preset or file, then ``model_overrides``."""
         if self.model_config_file is not None:
@@ -227,10 +261,6 @@ class Stage1Config:
                 raise InputError(f"{path} is not valid JSON: {e}") from e
             return base.replace(**self.model_overrides) if self.model_overrides else base
         return M2PEncConfig.preset(self.model_preset, **self.model_overrides)
-
-    def total_steps(self, steps_per_epoch: int) -> int:
-        """Optimizer steps of the whole run, given how many steps one epoch takes."""
-        return self.steps if self.steps is not None else self.epochs * steps_per_epoch
 
 
 def _require(condition: bool, message: str) -> None:
