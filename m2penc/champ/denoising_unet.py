@@ -5,7 +5,10 @@ Frames are folded into the batch (``(B F) C h w``) for every 2-D op, exactly lik
 
 * ``guidance_fea`` ``(B, C0, F, h, w)`` is added right after ``conv_in`` (the pose / music hook);
 * spatial self-attention reads the ReferenceNet bank (:mod:`.reference_attention`);
-* motion modules normalise per frame (:mod:`.motion_norm`).
+* motion modules normalise per frame (:mod:`.motion_norm`);
+* the motion modules can be skipped (``forward(..., motion_modules=False)``): the spatial-only
+  U-Net of Champ's image stage (``train_s1`` builds it with ``use_motion_module=False``; a
+  motion module is a residual block, so skipping it is exactly that network).
 
 State-dict keys: the spatial keys equal Champ's ``denoising_unet.pth`` (= SD-1.5 U-Net keys);
 the motion keys are diffusers' ``MotionAdapter`` names (Champ's ``motion_module.pth`` goes through
@@ -13,16 +16,48 @@ the motion keys are diffusers' ``MotionAdapter`` names (Champ's ``motion_module.
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import torch
 from diffusers import UNetMotionModel
+from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 
 from ..errors import InputError
 from .config import DenoisingUNetConfig
 from .motion_norm import use_frame_group_norm
 from .reference_attention import ReferenceContext, install_reference_processors
 from .video_layout import batch_to_frames, frames_to_batch
+
+
+#: Path component of every motion-module parameter (diffusers' and Champ's names alike).
+MOTION_MODULES = "motion_modules"
+
+
+def is_motion_parameter(name: str) -> bool:
+    """True for a parameter/buffer name of a motion module (e.g. ``down_blocks.0.motion_modules.0.proj_in.weight``)."""
+    return MOTION_MODULES in name.split(".")
+
+
+class SwitchableMotion(AnimateDiffTransformer3D):
+    """diffusers' motion module with an off switch: switched off it returns its input unchanged.
+
+    :class:`DenoisingUNet3D` re-types its motion modules to this class (same state, same keys);
+    the switch is set by every U-Net forward (``motion_modules=``).
+    """
+
+    m2p_enabled: bool = True
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """``hidden_states`` ``(B F, C, h, w)``; the motion module's output, or the input itself when off."""
+        if not self.m2p_enabled:
+            return hidden_states
+        return super().forward(hidden_states, *args, **kwargs)
+
+
+def _make_switchable(unet: torch.nn.Module) -> None:
+    for module in unet.modules():
+        if type(module) is AnimateDiffTransformer3D:
+            module.__class__ = SwitchableMotion
 
 
 class DenoisingUNet3D(UNetMotionModel):
@@ -33,6 +68,15 @@ class DenoisingUNet3D(UNetMotionModel):
         self.m2p_config = config
         use_frame_group_norm(self)
         install_reference_processors(self)
+        _make_switchable(self)
+
+    def motion_module_list(self) -> Iterator[SwitchableMotion]:
+        """Every motion module (down, mid, up), in registration order."""
+        return (m for m in self.modules() if isinstance(m, SwitchableMotion))
+
+    def _switch_motion(self, enabled: bool) -> None:
+        for module in self.motion_module_list():
+            module.m2p_enabled = enabled
 
     def _time_embedding(self, timestep: Union[torch.Tensor, int], batch: int, device: torch.device) -> torch.Tensor:
         """Sinusoidal timestep -> MLP embedding ``(batch, 4 * C0)``."""
@@ -46,6 +90,7 @@ class DenoisingUNet3D(UNetMotionModel):
         encoder_hidden_states: torch.Tensor,
         guidance_fea: Optional[torch.Tensor] = None,
         reference: ReferenceContext = None,
+        motion_modules: bool = True,
     ) -> torch.Tensor:
         """Predict the model output (v-prediction for Champ).
 
@@ -57,6 +102,9 @@ class DenoisingUNet3D(UNetMotionModel):
             reference: :class:`.reference_attention.ReferenceRead` (bank + per-batch flags);
                 ``None`` = plain self-attention everywhere (a ``ReferenceWrite`` records the
                 attention inputs instead, which benchmarks use to make a bank of the right shapes).
+            motion_modules: ``False`` skips every motion module (the per-frame U-Net of the image
+                training stage). The switch stays as the latest call set it, so a gradient-
+                checkpointing recomputation in that call's backward runs the same network.
 
         Returns:
             ``(B, 4, F, h, w)`` in the model dtype.
@@ -67,6 +115,7 @@ class DenoisingUNet3D(UNetMotionModel):
                 f"the motion modules see at most {self.m2p_config.motion_max_seq_length} frames per pass, got {f}; "
                 "use context windows for longer clips"
             )
+        self._switch_motion(motion_modules)
         emb = self._time_embedding(timestep, b, sample.device).repeat_interleave(f, dim=0)
         context = encoder_hidden_states.to(self.dtype).repeat_interleave(f, dim=0)
         attn_kwargs = {"reference": reference}

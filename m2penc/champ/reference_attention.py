@@ -7,10 +7,14 @@ from diffusers' processor hook instead, with the per-call state passed explicitl
 * **write** (:class:`ReferenceWrite`, ReferenceNet, run once at timestep 0): every spatial
   ``attn1`` stores its input - the block's ``norm1`` output, ``(B, L, C)`` - in a bank keyed by
   the block's module path, cast to the bank dtype (Champ casts to float16, even in fp32 runs).
+  Detached by default; training the ReferenceNet keeps the graph (``detach=False``), as Champ's
+  training does (the cast is differentiable).
 * **read** (:class:`ReferenceRead`, denoising U-Net): ``attn1`` of the block with the same path
   uses query ``n = norm1(x)`` and keys/values ``cat([n, bank], tokens)``, the bank being
-  broadcast over the frames. Batch elements flagged ``False`` in ``use_reference`` (the CFG
-  unconditional branch) run plain self-attention instead.
+  broadcast over the frames. The bank holds one entry shared by every batch element (inference)
+  or one per batch element (training: each sample its own reference). Batch elements flagged
+  ``False`` in ``use_reference`` (the CFG unconditional branch, training's condition dropout)
+  run plain self-attention instead.
 
 Pairing blocks by module path equals Champ's pairing (each U-Net's blocks in registration order,
 stable-sorted by width, zipped) because both U-Nets have the same spatial layout and
@@ -31,10 +35,18 @@ from ..errors import InputError
 
 @dataclass
 class ReferenceWrite:
-    """Write-mode context: ``bank[block_path] = attn1 input (1, L, C)`` in ``dtype``."""
+    """Write-mode context: ``bank[block_path] = attn1 input (B, L, C)`` in ``dtype``.
+
+    Attributes:
+        dtype: dtype the bank is stored in (Champ: float16).
+        bank: filled by the pass.
+        detach: store the inputs detached (inference); ``False`` keeps the autograd graph so a
+            loss on the denoiser trains the ReferenceNet.
+    """
 
     dtype: torch.dtype = torch.float16
     bank: dict[str, torch.Tensor] = field(default_factory=dict)
+    detach: bool = True
 
 
 @dataclass
@@ -42,7 +54,9 @@ class ReferenceRead:
     """Read-mode context.
 
     Attributes:
-        bank: block path -> reference tokens ``(1, L_ref, C)`` written by the ReferenceNet.
+        bank: block path -> reference tokens written by the ReferenceNet: ``(1, L_ref, C)``
+            shared by every batch element, or ``(B, L_ref, C)`` with one entry per batch element
+            of the denoiser call (entries of unflagged elements are never read).
         use_reference: one flag per batch element of the denoiser call (before frames are folded
             into the batch); ``False`` means plain self-attention (CFG unconditional rows).
     """
@@ -90,7 +104,8 @@ class ReferenceAttnProcessor:
     ) -> torch.Tensor:
         """``hidden_states``: ``(N, L, C)`` = ``norm1(x)``; returns the attention output ``(N, L, C)``."""
         if isinstance(reference, ReferenceWrite):
-            reference.bank[self.block_path] = hidden_states.detach().to(reference.dtype)
+            stored = hidden_states.detach() if reference.detach else hidden_states
+            reference.bank[self.block_path] = stored.to(reference.dtype)
         if not isinstance(reference, ReferenceRead):
             return self._sdpa(attn, hidden_states, None, attention_mask)
         return self._read(attn, hidden_states, reference)
@@ -98,11 +113,20 @@ class ReferenceAttnProcessor:
     def _read(self, attn: Attention, hidden_states: torch.Tensor, reference: ReferenceRead) -> torch.Tensor:
         if self.block_path not in reference.bank:
             raise InputError(f"the reference bank has no entry for block {self.block_path!r}")
+        entries = reference.bank[self.block_path]
+        batch = len(reference.use_reference)
+        if entries.shape[0] not in (1, batch):
+            raise InputError(f"the reference bank of block {self.block_path!r} has {entries.shape[0]} entries for "
+                             f"{batch} batch elements; write one shared entry or one per batch element")
+        per = hidden_states.shape[0] // batch
         parts = []
         for start, stop, with_reference in row_runs(reference.use_reference, hidden_states.shape[0]):
             query = hidden_states[start:stop]
             if with_reference:
-                bank = reference.bank[self.block_path].to(query.dtype).expand(query.shape[0], -1, -1)
+                if entries.shape[0] == 1:
+                    bank = entries.to(query.dtype).expand(query.shape[0], -1, -1)
+                else:   # batch element b owns rows [b F, (b + 1) F): its entry repeated over its frames
+                    bank = entries[start // per:stop // per].to(query.dtype).repeat_interleave(per, dim=0)
                 parts.append(self._sdpa(attn, query, torch.cat([query, bank], dim=1)))
             else:
                 parts.append(self._sdpa(attn, query, None))

@@ -25,30 +25,34 @@ class ReferenceUNet(UNet2DConditionModel):
         self.conv_out = nn.Identity()
         install_reference_processors(self)
 
-    @torch.no_grad()
     def write_bank(
         self,
         ref_latents: torch.Tensor,
         image_embeds: torch.Tensor,
         bank_dtype: torch.dtype = torch.float16,
+        track_grad: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Run once at timestep 0 and return the bank.
 
         Args:
-            ref_latents: ``(1, 4, h, w)`` scaled VAE latents of the reference image.
-            image_embeds: ``(1, 1, D)`` CLIP image embeddings.
+            ref_latents: ``(B, 4, h, w)`` scaled VAE latents of the reference image(s)
+                (inference: B = 1).
+            image_embeds: ``(B, 1, D)`` CLIP image embeddings.
             bank_dtype: dtype the bank is stored in (Champ: float16).
+            track_grad: keep the autograd graph (training the ReferenceNet through the
+                denoiser's loss); default: run without gradients, bank detached.
 
         Returns:
-            block path -> ``(1, h_l * w_l, C_l)`` reference tokens, one per spatial block.
+            block path -> ``(B, h_l * w_l, C_l)`` reference tokens, one per spatial block.
         """
-        writer = ReferenceWrite(dtype=bank_dtype)
+        writer = ReferenceWrite(dtype=bank_dtype, detach=not track_grad)
         timestep = torch.zeros(ref_latents.shape[0], dtype=torch.long, device=ref_latents.device)
-        self(
-            ref_latents.to(self.dtype),
-            timestep,
-            encoder_hidden_states=image_embeds.to(self.dtype),
-            cross_attention_kwargs={"reference": writer},
-            return_dict=False,
-        )
+        with torch.set_grad_enabled(track_grad and torch.is_grad_enabled()):
+            self(
+                ref_latents.to(self.dtype),
+                timestep,
+                encoder_hidden_states=image_embeds.to(self.dtype),
+                cross_attention_kwargs={"reference": writer},
+                return_dict=False,
+            )
         return writer.bank

@@ -52,7 +52,7 @@ class ClipSegment:
         return sum(self.counts)
 
 
-def _clip_segments(samples: Sequence[SampleRef]) -> list[ClipSegment]:
+def clip_segments(samples: Sequence[SampleRef]) -> list[ClipSegment]:
     """Join samples that continue each other (same clip, next ``frame_start``) into segments."""
     groups: list[list[int]] = []
     for i, ref in enumerate(samples):
@@ -68,7 +68,19 @@ def _clip_segments(samples: Sequence[SampleRef]) -> list[ClipSegment]:
             for g, c in zip(groups, covered)]
 
 
-def _check_finished(folder: PathLike, data: SDGPipShards) -> None:
+def read_segment_frames(data: SDGPipShards, segment: ClipSegment, fields: Sequence[str], start: int,
+                        stop: int) -> dict[str, np.ndarray]:
+    """Frames ``[start, stop)`` of ``fields`` of a clip segment, read from the samples they lie in."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in fields}
+    for sample, first, count in zip(segment.samples, segment.starts, segment.counts):
+        lo, hi = max(start, first), min(stop, first + count)
+        if lo < hi:
+            for name, value in data.read(sample, list(fields), lo - first, hi - first).items():
+                parts[name].append(value)
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def check_finished(folder: PathLike, data: SDGPipShards) -> None:
     """Refuse a build that is not finished (``index.json`` is written last, when every shard is)."""
     index_file = Path(folder) / INDEX_FILE
     build_id = next(iter(data.shards.values())).build_id
@@ -103,7 +115,7 @@ class SDGPipWindows(Dataset):
             raise InputError(f"sequence_length must be >= 1, got {sequence_length}")
         self.folder, self.sequence_length = folder, sequence_length
         self.data = SDGPipShards(folder, sources=sources, splits=splits)
-        _check_finished(folder, self.data)
+        check_finished(folder, self.data)
         by_key = {(index.shard, s.key): s.arrays for index in self.data.shards.values() for s in index.samples}
         arrays = [by_key[(ref.shard, ref.key)] for ref in self.data.samples]
         self.stored_guidance = all("guidance" in a for a in arrays)
@@ -116,7 +128,7 @@ class SDGPipWindows(Dataset):
         self.fields = wanted
         self.fps = float(self.data.samples[0].meta["fps"])
         self.feature_kind = str(self.data.samples[0].meta["feature_kind"])
-        segments = _clip_segments(self.data.samples)
+        segments = clip_segments(self.data.samples)
         self._segments = [seg for seg in segments if seg.frames >= sequence_length]
         if not self._segments:
             longest = max(seg.frames for seg in segments)
@@ -183,14 +195,7 @@ class SDGPipWindows(Dataset):
 
     def read_frames(self, segment: int, start: int, stop: int) -> dict[str, np.ndarray]:
         """Frames ``[start, stop)`` of clip segment ``segment``, read from the samples they lie in."""
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.fields}
-        seg = self._segments[segment]
-        for sample, first, count in zip(seg.samples, seg.starts, seg.counts):
-            lo, hi = max(start, first), min(stop, first + count)
-            if lo < hi:
-                for name, value in self.data.read(sample, self.fields, lo - first, hi - first).items():
-                    parts[name].append(value)
-        return {name: np.concatenate(values) for name, values in parts.items()}
+        return read_segment_frames(self.data, self._segments[segment], self.fields, start, stop)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         segment, start = self.locate(int(index))
