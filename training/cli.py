@@ -6,10 +6,10 @@ Subcommands:
   beat choreographer; run it under ``torchrun --nproc-per-node N`` to build with N processes;
 * ``stage1``: pre-train M2PEnc on an SDGPip build or stage-1 shards (paper sec. 3.4, stage 1);
 * ``make-toy-data``: write a small synthetic dataset in the stage-1 format for smoke tests;
-* ``stage2``, ``stage3``: not implemented yet; they say what they will need.
+* ``stage2``, ``stage3``: the Champ stages (per-frame U-Net + ReferenceNet; motion modules + M2PEnc).
 
-Exit codes: 0 success, 1 a user-facing error (the message says what to change), 2 usage or a
-not-yet-implemented command, 130 cancelled with Ctrl-C (a checkpoint is saved first).
+Exit codes: 0 success, 1 a user-facing error (the message says what to change), 2 usage,
+130 cancelled with Ctrl-C (a checkpoint is saved first).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import json
 import logging
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from ..m2penc.encoder.config import M2PEncConfig
 from ..m2penc.jukebox import DEFAULT_LAYER
@@ -29,26 +29,7 @@ from ..m2penc.progress import RunControl
 if TYPE_CHECKING:
     from .config import Stage1Config
 
-EXIT_ERROR, EXIT_NOT_IMPLEMENTED, EXIT_CANCELLED = 1, 2, 130
-
-#: What each planned command needs; printed when it is called.
-NOT_IMPLEMENTED: dict[str, str] = {
-    "stage2": (
-        "stage 2 (paper sec. 3.4: per-frame training of the denoising UNet and ReferenceNet with "
-        "M2PEnc frozen, pixel MSE) is not implemented yet. It will need: a trained M2PEnc (from "
-        "`m2pdance-train stage1`), Champ's pretrained UNet/ReferenceNet/VAE/CLIP image encoder "
-        "weights, and the video frames of the synthetic dataset (AIST++ C09 crops at 640x640) "
-        "paired with their Jukebox feature frames."
-    ),
-    "stage3": (
-        "stage 3 (paper sec. 3.4: joint fine-tuning of the temporal layers and M2PEnc with "
-        "0.5 * L_pix + 0.5 * L_guid on 24-frame clips) is not implemented yet. It will need: the "
-        "stage-1 M2PEnc and stage-2 UNet/ReferenceNet weights, Champ's motion module and guidance "
-        "encoders, SMPL-derived guidance from the SDGPip (SMPL model files under their licence, "
-        "AIST++ motions) and the matching video clips."
-    ),
-}
-
+EXIT_ERROR, EXIT_CANCELLED = 1, 130
 
 def _json_value(text: str) -> Any:
     """``--set`` values: JSON if it parses (numbers, true, null, lists), else the raw string."""
@@ -149,6 +130,60 @@ def _cmd_sdgpip(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_champ_stage(sub: argparse._SubParsersAction, name: str) -> None:
+    what = {"stage2": "the denoising U-Net (per frame) and ReferenceNet from Champ's weights, M2PEnc frozen",
+            "stage3": "the motion modules and M2PEnc jointly on clips, 0.5 L_pix + 0.5 L_guid"}[name]
+    p = sub.add_parser(name, help=f"train {what}", description=f"Paper sec. 3.4: {what}. Settings come from "
+                       "--preset, then --config, then the flags, then --set.")
+    p.add_argument("--config", help="TOML or JSON file of the stage's config fields")
+    p.add_argument("--preset", help="paper or tiny (default: paper)")
+    p.add_argument("--data", dest="data_dir", help="an SDGPip build with video (sdgpip --source aist --video)")
+    p.add_argument("--out", dest="output_dir", help="run folder")
+    p.add_argument("--champ", help="Champ's denoising_unet file (its folder holds reference_unet, motion_module)")
+    p.add_argument("--vae", help="the SD VAE file or folder")
+    p.add_argument("--image-encoder", dest="image_encoder", help="the CLIP image encoder file or folder")
+    p.add_argument("--m2penc", help="the stage-1 M2PEnc weights")
+    if name == "stage3":
+        p.add_argument("--guidance-encoders", help="Champ's guidance_encoder_* folder (builds storing maps)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int, help="global batch per step")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"))
+    p.add_argument("--grad-accumulation", type=int)
+    p.add_argument("--ema-decay", type=float)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--resume", help="checkpoint folder, or 'latest'")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other config field, VALUE as JSON (repeatable)")
+    p.set_defaults(func=_cmd_champ_stage, stage=name)
+
+
+def _cmd_champ_stage(args: argparse.Namespace) -> int:
+    from .champ_stages import Stage2Config, Stage3Config, run_stage2, run_stage3
+
+    cls, run = {"stage2": (Stage2Config, run_stage2), "stage3": (Stage3Config, run_stage3)}[args.stage]
+    config = cls.preset(args.preset or "paper")
+    if args.config is not None:
+        config = cls.from_json_file(args.config, base=config)
+    names = [f.name for f in dataclasses.fields(cls)]
+    overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    for item in args.sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = _json_value(value)
+    config = config.with_overrides(overrides)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        result = run(config, control=_cancel_on_sigint())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(f"{args.stage} finished after {result.steps} steps; wrote {', '.join(str(p) for p in result.outputs)}")
+    return 0
+
+
 def _add_toy_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("make-toy-data", help="write a small synthetic stage-1 dataset",
                        description="Write shards whose targets are a fixed learnable function of "
@@ -227,13 +262,6 @@ def _cmd_toy_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_implemented(name: str) -> "Callable[[argparse.Namespace], int]":
-    def command(args: argparse.Namespace) -> int:
-        print(f"m2pdance-train {name}: {NOT_IMPLEMENTED[name]}", file=sys.stderr)
-        return EXIT_NOT_IMPLEMENTED
-    return command
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``m2pdance-train`` argument parser."""
     parser = argparse.ArgumentParser(prog="m2pdance-train", description="Train M2PDance models.")
@@ -241,19 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_sdgpip(sub)
     _add_stage1(sub)
+    _add_champ_stage(sub, "stage2")
+    _add_champ_stage(sub, "stage3")
     _add_toy_data(sub)
-    for name in ("stage2", "stage3"):
-        p = sub.add_parser(name, help="not implemented yet (run it to see what it will need)")
-        p.set_defaults(func=_not_implemented(name))
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``m2pdance-train``; returns the process exit code."""
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown and args.cmd not in NOT_IMPLEMENTED:  # planned commands accept (and ignore) any options
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
         return args.func(args)

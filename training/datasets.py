@@ -288,7 +288,7 @@ def steps_per_epoch(dataset: "WindowIndex", batch_size: int) -> int:
     return max(1, math.ceil(len(dataset.sequential_indices()) / batch_size))
 
 
-def micro_batch(indices: list[int], rank: int, world_size: int, accumulation: int, micro: int) -> list[int]:
+def micro_batch(indices: list, rank: int, world_size: int, accumulation: int, micro: int) -> list[int]:
     """The part of a step's global batch that process ``rank`` runs in accumulation step ``micro``.
 
     The global batch is cut into ``world_size * accumulation`` equal slices, ordered micro-step
@@ -304,24 +304,52 @@ def micro_batch(indices: list[int], rank: int, world_size: int, accumulation: in
     return indices[start:start + size]
 
 
+def sample_seed(seed: int, step: int, position: int) -> int:
+    """The draw seed of the sample at ``position`` in step ``step``'s global batch (63 bits).
+
+    Models that draw noise per sample (stages 2-3, :class:`.diffusion_loss.Draws`) use it, so a
+    sample's noise does not depend on the process or micro-batch that runs it.
+    """
+    return int(np.random.SeedSequence((seed, step, position)).generate_state(1, np.uint64)[0] >> 1)
+
+
+class SeededItems(Dataset):
+    """A dataset addressed by ``(index, seed)`` pairs: ``dataset[index]`` plus ``seed`` (a long scalar)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = key
+        return {**self.dataset[index], "seed": torch.tensor(seed, dtype=torch.long)}
+
+
 class StepBatchSampler(Sampler[list[int]]):
     """Micro-batch sampler for steps ``start_step .. total_steps - 1`` (see :func:`batch_indices_for_step`).
 
-    Yields ``accumulation`` micro-batches per step: this process's slices (:func:`micro_batch`).
+    Yields ``accumulation`` micro-batches per step: this process's slices (:func:`micro_batch`);
+    with ``with_seeds``, ``(index, sample_seed)`` pairs for :class:`SeededItems`.
     """
 
     def __init__(self, dataset: "WindowIndex", batch_size: int, seed: int, sampling: str,
-                 start_step: int, total_steps: int, rank: int = 0, world_size: int = 1, accumulation: int = 1):
+                 start_step: int, total_steps: int, rank: int = 0, world_size: int = 1, accumulation: int = 1,
+                 with_seeds: bool = False):
         self.dataset, self.batch_size, self.seed, self.sampling = dataset, batch_size, seed, sampling
         self.start_step, self.total_steps = start_step, total_steps
         self.rank, self.world_size, self.accumulation = rank, world_size, accumulation
+        self.with_seeds = with_seeds
         micro_batch(list(range(batch_size)), rank, world_size, accumulation, 0)       # divisible, or InputError
 
     def __len__(self) -> int:
         return max(0, self.total_steps - self.start_step) * self.accumulation
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list]:
         for step in range(self.start_step, self.total_steps):
-            indices = batch_indices_for_step(self.dataset, step, self.batch_size, self.seed, self.sampling)
+            indices: list = batch_indices_for_step(self.dataset, step, self.batch_size, self.seed, self.sampling)
+            if self.with_seeds:
+                indices = [(i, sample_seed(self.seed, step, k)) for k, i in enumerate(indices)]
             for micro in range(self.accumulation):
                 yield micro_batch(indices, self.rank, self.world_size, self.accumulation, micro)

@@ -59,6 +59,44 @@ CHAMP_SNR_GAMMA = 5.0
 UNetCall = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+class Draws:
+    """The random draws of one loss evaluation: per sample from its own seed, or from torch's global RNG.
+
+    With ``seeds`` (``(B,)`` integers, one per sample, from the data side:
+    :func:`..datasets.sample_seed`), sample ``i`` draws its condition-dropout coin, noise, offset
+    noise and timestep from a CPU generator seeded by ``seeds[i]``, in that order. A sample's draws
+    then depend on the sample alone, not on which process or micro-batch it lands in: N processes
+    train exactly what one process trains on the same global batch. Without seeds, torch's global
+    RNG on ``device`` is used (tests, notebooks).
+    """
+
+    def __init__(self, seeds: Optional[torch.Tensor], device: torch.device):
+        self.device = device
+        self.generators = (None if seeds is None
+                           else [torch.Generator().manual_seed(int(s)) for s in seeds.reshape(-1).tolist()])
+
+    def _per_sample(self, draw: Callable[[torch.Generator], torch.Tensor]) -> torch.Tensor:
+        return torch.stack([draw(g) for g in self.generators]).to(self.device)
+
+    def rand(self, b: int) -> torch.Tensor:
+        """``(B,)`` uniform [0, 1)."""
+        if self.generators is None:
+            return torch.rand(b, device=self.device)
+        return self._per_sample(lambda g: torch.rand((), generator=g))
+
+    def randn(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """``shape = (B, ...)`` standard normal."""
+        if self.generators is None:
+            return torch.randn(shape, device=self.device)
+        return self._per_sample(lambda g: torch.randn(shape[1:], generator=g))
+
+    def randint(self, high: int, b: int) -> torch.Tensor:
+        """``(B,)`` long in ``[0, high)``."""
+        if self.generators is None:
+            return torch.randint(0, high, (b,), device=self.device)
+        return self._per_sample(lambda g: torch.randint(0, high, (), generator=g))
+
+
 def make_train_scheduler() -> DDPMScheduler:
     """Champ's training schedule: zero-terminal-SNR ``scaled_linear`` betas, v-prediction, 1000 steps."""
     return DDPMScheduler(**CHAMP_TRAIN_SCHEDULER_CONFIG)
@@ -71,7 +109,8 @@ def snr(scheduler: DDPMScheduler, timesteps: torch.Tensor) -> torch.Tensor:
 
 
 def diffusion_loss(unet_call: UNetCall, latents: torch.Tensor, scheduler: DDPMScheduler, noise_offset: float = 0.0,
-                   snr_gamma: Optional[float] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                   snr_gamma: Optional[float] = None,
+                   draws: Optional[Draws] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The v-prediction MSE of one noising of ``latents`` (see the module docstring).
 
     Args:
@@ -81,6 +120,7 @@ def diffusion_loss(unet_call: UNetCall, latents: torch.Tensor, scheduler: DDPMSc
         noise_offset: Champ's offset noise: ``eps += noise_offset * N(0, 1)`` drawn per sample and
             channel, broadcast over the other dims (Champ: 0.05).
         snr_gamma: Champ's min-SNR weighting (Champ: 5.0); ``None`` = plain mean.
+        draws: where the noise and timesteps come from (default: torch's global RNG).
 
     Returns:
         ``(loss, parts)``: scalar float32 loss (with gradient) and detached logging parts
@@ -93,11 +133,11 @@ def diffusion_loss(unet_call: UNetCall, latents: torch.Tensor, scheduler: DDPMSc
         raise InputError(f"noise_offset must be >= 0, got {noise_offset}")
     latents = latents.float()
     b = latents.shape[0]
-    noise = torch.randn_like(latents)
+    draws = draws or Draws(None, latents.device)
+    noise = draws.randn(tuple(latents.shape))
     if noise_offset > 0:
-        noise = noise + noise_offset * torch.randn((b, latents.shape[1]) + (1,) * (latents.ndim - 2),
-                                                   device=latents.device)
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (b,), device=latents.device).long()
+        noise = noise + noise_offset * draws.randn((b, latents.shape[1]) + (1,) * (latents.ndim - 2))
+    timesteps = draws.randint(scheduler.config.num_train_timesteps, b).long()
     noisy = scheduler.add_noise(latents, noise, timesteps)
     target = scheduler.get_velocity(latents, noise, timesteps)
     pred = unet_call(noisy, timesteps)

@@ -180,8 +180,9 @@ class MetricsLog:
         self.first_loss = loss if self.first_loss is None else self.first_loss
         self.final_loss = loss
         if trainer.step % self.log_every == 0 or trainer.step == self.total_steps:
-            LOG.info("step %d/%d  loss %.5f  (L_guid %.5f, L_heat %.6f)  %.3f s/step", trainer.step,
-                     self.total_steps, loss, trainer.metrics["l_guid"], trainer.metrics["l_heat"],
+            parts = "  ".join(f"{k} {v:.5g}" for k, v in sorted(trainer.metrics.items())
+                              if k not in ("loss", "seconds", "lr"))
+            LOG.info("step %d/%d  loss %.5f  (%s)  %.3f s/step", trainer.step, self.total_steps, loss, parts,
                      trainer.metrics["seconds"])
 
 

@@ -35,8 +35,9 @@ The CLIP context is a single token, so the attention weights are softmax over on
 these parameters cannot change the output and their gradient is zero (up to rounding). Champ keeps
 them in the optimizer, where only weight decay moves them.
 
-Randomness (condition dropout, noise, timesteps) comes from torch's global RNG on the models'
-device, in that order. Shared with stage 3: :class:`ChampStageModule` (model registration,
+Randomness (condition dropout, noise, timesteps) comes, in that order, from each sample's own
+generator when the batch carries per-sample ``seed`` s (the engine's data: N processes then train
+exactly what one does), else from torch's global RNG on the models' device (:class:`.diffusion_loss.Draws`). Shared with stage 3: :class:`ChampStageModule` (model registration,
 freezing, eval mode of frozen parts, the conditioning).
 """
 from __future__ import annotations
@@ -53,7 +54,7 @@ from ..m2penc.champ.reference_attention import ReferenceContext, ReferenceRead
 from ..m2penc.encoder.guidance import to_guidance_fea
 from ..m2penc.encoder.model import M2PEnc
 from ..m2penc.errors import InputError
-from .diffusion_loss import diffusion_loss, make_train_scheduler
+from .diffusion_loss import Draws, diffusion_loss, make_train_scheduler
 
 #: Champ's ``uncond_ratio``: the share of training samples without reference / CLIP condition.
 CHAMP_COND_DROP = 0.1
@@ -175,13 +176,14 @@ class ChampStageModule(nn.Module):
         param = next(self.m2penc.parameters())
         return features.to(param.device, param.dtype)
 
-    def condition(self, reference: torch.Tensor,
-                  track_grad: bool) -> tuple[torch.Tensor, ReferenceContext, torch.Tensor]:
+    def condition(self, reference: torch.Tensor, track_grad: bool,
+                  draws: Optional[Draws] = None) -> tuple[torch.Tensor, ReferenceContext, torch.Tensor]:
         """CLIP context and reference bank of a batch of references, with condition dropout.
 
         Args:
             reference: ``(B, 3, H, W)`` in [0, 1].
             track_grad: keep the ReferenceNet's graph (stage 2 trains it).
+            draws: where the dropout coins come from (default: torch's global RNG).
 
         Returns:
             ``(embeds (B, 1, D), reference context, kept (B,) bool)``: dropped samples have zero
@@ -191,7 +193,7 @@ class ChampStageModule(nn.Module):
         with torch.no_grad():
             ref_latents = encode_image_latents(self._champ, reference)
             embeds = encode_clip_image(self._champ, reference)
-        kept = torch.rand(b, device=embeds.device) >= self.cond_drop
+        kept = (draws or Draws(None, embeds.device)).rand(b) >= self.cond_drop
         embeds = embeds * kept.view(b, 1, 1).to(embeds.dtype)
         flags = tuple(bool(k) for k in kept.tolist())
         if not any(flags):
@@ -254,11 +256,12 @@ class Stage2Module(ChampStageModule):
             guidance = self.m2penc(features).guidance                                          # (B, C, L, G, G)
             guidance = guidance[torch.arange(b, device=guidance.device), :, frame].unsqueeze(2)  # (B, C, 1, G, G)
             guidance_fea = self.guidance_fea(guidance, height, width)
-        embeds, context, kept = self.condition(reference, track_grad=True)
+        draws = Draws(batch.get("seed"), latents.device)
+        embeds, context, kept = self.condition(reference, track_grad=True, draws=draws)
 
         def unet_call(noisy: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
             return self.denoising_unet(noisy, timesteps, embeds, guidance_fea, reference=context,
                                        motion_modules=False)
 
-        loss, parts = diffusion_loss(unet_call, latents, self.scheduler, self.noise_offset, self.snr_gamma)
+        loss, parts = diffusion_loss(unet_call, latents, self.scheduler, self.noise_offset, self.snr_gamma, draws)
         return {"loss": loss, **parts, "kept": kept.float().mean()}

@@ -31,7 +31,7 @@ from ..m2penc.champ.reference import encode_image_latents
 from ..m2penc.encoder.losses import STAGE3_GUIDANCE_WEIGHT, STAGE3_PIXEL_WEIGHT, guidance_loss
 from ..m2penc.encoder.model import M2PEnc
 from ..m2penc.errors import InputError
-from .diffusion_loss import diffusion_loss
+from .diffusion_loss import Draws, diffusion_loss
 from .stage2 import CHAMP_COND_DROP, Batch, ChampStageModule, unit_images
 
 #: ``maps (B, F, 4, S, S, 3)`` uint8 -> guidance ``(B, F, C, S/8, S/8)``
@@ -107,7 +107,8 @@ class Stage3Module(ChampStageModule):
         with torch.no_grad():
             latents = encode_image_latents(self._champ, frames.flatten(0, 1)).float()
             latents = rearrange(latents, "(b f) c h w -> b c f h w", b=b)                  # (B, 4, F, h, w)
-        embeds, context, kept = self.condition(reference, track_grad=False)
+        draws = Draws(batch.get("seed"), latents.device)
+        embeds, context, kept = self.condition(reference, track_grad=False, draws=draws)
         guidance = self.m2penc(features).guidance                                         # (B, C, F, G, G)
         if guidance.shape != target.shape:
             raise InputError(f"M2PEnc predicts guidance {tuple(guidance.shape)} but the target is "
@@ -119,6 +120,6 @@ class Stage3Module(ChampStageModule):
         def unet_call(noisy: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
             return self.denoising_unet(noisy, timesteps, embeds, guidance_fea, reference=context)
 
-        l_pix, parts = diffusion_loss(unet_call, latents, self.scheduler, self.noise_offset, self.snr_gamma)
+        l_pix, parts = diffusion_loss(unet_call, latents, self.scheduler, self.noise_offset, self.snr_gamma, draws)
         loss = self.pix_weight * l_pix + self.guid_weight * l_guid
         return {"loss": loss, **parts, "l_guid": l_guid.detach(), "kept": kept.float().mean()}

@@ -95,6 +95,8 @@ class TrainerConfig:
         optimizer: ``adamw`` (torch) or ``adamw8bit`` (bitsandbytes, CUDA only).
         ema_decay: exponential moving average of the trained parameters (0 = off).
         log_dir: TensorBoard folder for the scalars (``None`` = no TensorBoard).
+        find_unused_parameters: DDP's flag, for models whose trained parameters may get no gradient
+            in a step (stage 2: the ReferenceNet when every sample of a micro-batch is dropped).
     """
 
     max_steps: int
@@ -113,6 +115,7 @@ class TrainerConfig:
     optimizer: str = "adamw"
     ema_decay: float = 0.0
     log_dir: Optional[str] = None
+    find_unused_parameters: bool = False
 
     def __post_init__(self) -> None:
         if self.mixed_precision not in MIXED_PRECISION:
@@ -251,7 +254,7 @@ class Trainer:
     def __init__(self, model: nn.Module, loss_fn: LossFn, batches: BatchesFn, config: TrainerConfig,
                  checkpoint_dir: Optional[PathLike] = None, control: RunControl = NO_CONTROL,
                  extra_state: Optional[Mapping[str, Any]] = None):
-        from accelerate import Accelerator
+        from accelerate import Accelerator, DistributedDataParallelKwargs
 
         if config.max_steps < 1:
             raise InputError(f"max_steps must be >= 1, got {config.max_steps}")
@@ -260,7 +263,8 @@ class Trainer:
         if config.device not in ("auto", "cpu", "cuda"):
             raise InputError(f"device must be auto, cpu or cuda (each process takes its own GPU), "
                              f"got {config.device!r}")
-        self.accelerator = Accelerator(cpu=cpu, mixed_precision="no")
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)
+        self.accelerator = Accelerator(cpu=cpu, mixed_precision="no", kwargs_handlers=[ddp])
         self.device = self.accelerator.device
         self._autocast_dtype = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.mixed_precision]
         self.scaler = torch.amp.GradScaler(self.device.type) if config.mixed_precision == "fp16" else None

@@ -165,13 +165,24 @@ def _kind(stem: str) -> str:
     return "guidance_encoder" if stem.startswith("guidance_encoder_") else stem
 
 
-def save_champ_models(models: ChampModels, folder: PathLike) -> list[Path]:
-    """Write one self-describing safetensors file per module into ``folder``."""
+def save_champ_models(models: ChampModels, folder: PathLike, stems: Optional[Iterable[str]] = None,
+                      extra_metadata: Optional[dict[str, str]] = None) -> list[Path]:
+    """Write one self-describing safetensors file per module into ``folder``.
+
+    Args:
+        stems: only these modules (file stems of :meth:`ChampModels.modules`, e.g. ``denoising_unet``).
+        extra_metadata: more string metadata in every file (e.g. training provenance).
+    """
     folder = Path(folder)
+    named = models.modules()
+    chosen = list(named) if stems is None else list(stems)
+    unknown = sorted(set(chosen) - set(named))
+    if unknown:
+        raise InputError(f"no Champ modules {unknown}; modules: {sorted(named)}")
     return [
-        save_model(folder / f"{stem}.safetensors", module.state_dict(), _KIND_PREFIX + _kind(stem),
-                   module.m2p_config.to_json())
-        for stem, module in models.modules().items()
+        save_model(folder / f"{stem}.safetensors", named[stem].state_dict(), _KIND_PREFIX + _kind(stem),
+                   named[stem].m2p_config.to_json(), extra_metadata)
+        for stem in chosen
     ]
 
 
