@@ -61,3 +61,22 @@ def test_data_for_another_model_is_refused_before_training(smoke_config):
         run_stage1(smoke_config.with_overrides({"model_preset": "paper"}))
     with pytest.raises(InputError, match="needs a data folder"):
         run_stage1(smoke_config.with_overrides({"data_dir": None}))
+
+
+def test_stage1_overfits_a_fixed_batch_and_trains_every_parameter(smoke_config, tiny_model, tmp_path):
+    """A dataset of one window: every step sees the same batch, and the loss falls >= 90%."""
+    from m2pdance.m2penc.encoder import M2PEnc
+    from m2pdance.training.toy_data import make_toy_data
+
+    make_toy_data(tmp_path / "one", tiny_model, num_shards=1, frames_per_shard=smoke_config.sequence_length, seed=3)
+    config = smoke_config.with_overrides({"steps": 400, "batch_size": 2, "lr": 1e-2, "grad_clip": 0.0,
+                                          "tensorboard": False, "checkpoint_every": 0, "data_dir": str(tmp_path / "one"),
+                                          "output_dir": str(tmp_path / "overfit")})
+    torch.manual_seed(config.seed)
+    start = M2PEnc(config.model_config()).state_dict()
+    result = run_stage1(config)
+    losses = [json.loads(x)["loss"] for x in (result.output_dir / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] <= 0.1 * losses[0], f"loss {losses[0]:.4f} -> {losses[-1]:.4f}"
+    after = load_file(str(result.weights_path))
+    assert set(after) == set(start)
+    assert all(not torch.equal(after[k], start[k]) for k in start)          # stage 1 trains all of M2PEnc
