@@ -37,8 +37,9 @@ them in the optimizer, where only weight decay moves them.
 
 Randomness (condition dropout, noise, timesteps) comes, in that order, from each sample's own
 generator when the batch carries per-sample ``seed`` s (the engine's data: N processes then train
-exactly what one does), else from torch's global RNG on the models' device (:class:`.diffusion_loss.Draws`). Shared with stage 3: :class:`ChampStageModule` (model registration,
-freezing, eval mode of frozen parts, the conditioning).
+exactly what one does), else from torch's global RNG on the models' device (:class:`.diffusion_loss.Draws`).
+Shared with stage 3: :class:`ChampStageModule` (model registration, freezing, eval mode of frozen parts,
+the conditioning).
 """
 from __future__ import annotations
 

@@ -151,7 +151,8 @@ def test_toml_config_and_tensorboard_scalars(toy_dir, tmp_path):
                            'steps = 3\nbatch_size = 2\nsequence_length = %d\nlr = 1e-2\n'
                            'device = "cpu"\n[model_overrides]\nnum_layers = 1\n' % (toy_dir, WINDOW))
     config = Stage1Config.from_json_file(config_file)
-    assert config.output_dir == str(tmp_path / "out") and config.steps == 3 and config.model_overrides == {"num_layers": 1}
+    assert config.output_dir == str(tmp_path / "out") and config.steps == 3
+    assert config.model_overrides == {"num_layers": 1}
     run_stage1(config)
     events = list((tmp_path / "out" / "tensorboard").glob("events.out.tfevents.*"))
     assert events

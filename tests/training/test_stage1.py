@@ -70,7 +70,8 @@ def test_stage1_overfits_a_fixed_batch_and_trains_every_parameter(smoke_config, 
 
     make_toy_data(tmp_path / "one", tiny_model, num_shards=1, frames_per_shard=smoke_config.sequence_length, seed=3)
     config = smoke_config.with_overrides({"steps": 400, "batch_size": 2, "lr": 1e-2, "grad_clip": 0.0,
-                                          "tensorboard": False, "checkpoint_every": 0, "data_dir": str(tmp_path / "one"),
+                                          "tensorboard": False, "checkpoint_every": 0,
+                                          "data_dir": str(tmp_path / "one"),
                                           "output_dir": str(tmp_path / "overfit")})
     torch.manual_seed(config.seed)
     start = M2PEnc(config.model_config()).state_dict()
