@@ -59,6 +59,7 @@ class RunConfig:
         optimizer: ``adamw`` or ``adamw8bit`` (bitsandbytes, CUDA).
         ema_decay: EMA of the trained weights (0 = off); the exported weights are the EMA when on.
         tensorboard: write the step scalars to ``output_dir/tensorboard``.
+        preview_every: steps between TensorBoard previews of the model's output (0 = none).
         checkpoint_every: steps between resumable checkpoints; 0 = only at the end.
         keep_checkpoints: how many of the newest checkpoints to keep (0 keeps all).
         log_every: steps between loss log lines (every step goes to ``metrics.jsonl``).
@@ -87,6 +88,7 @@ class RunConfig:
     optimizer: str = "adamw"
     ema_decay: float = 0.0
     tensorboard: bool = True
+    preview_every: int = 500
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     log_every: int = 10
@@ -105,7 +107,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         for name in ("batch_size", "log_every", "grad_accumulation"):
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("checkpoint_every", "keep_checkpoints", "num_workers", "lr_warmup_steps"):
+        for name in ("checkpoint_every", "keep_checkpoints", "num_workers", "lr_warmup_steps", "preview_every"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         _require((self.steps is None) != (self.epochs is None),
                  f"set exactly one of steps and epochs, got steps={self.steps}, epochs={self.epochs}")

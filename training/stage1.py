@@ -186,6 +186,46 @@ class MetricsLog:
                      trainer.metrics["seconds"])
 
 
+class Stage1Previews:
+    """TensorBoard images every ``every`` steps: M2PEnc's prediction next to its target on one fixed window.
+
+    ``preview/heatmaps``: max over keypoints; ``preview/guidance``: mean |guidance| over channels,
+    each frame normalised to [0, 1]; top row predicted, bottom row target, frames left to right
+    (at most 8).
+    """
+
+    FRAMES = 8
+
+    def __init__(self, dataset: "Stage1Data", targets: Optional[GuidanceTargets], every: int):
+        self.item, self.targets, self.every = dataset[0], targets, every
+
+    @torch.no_grad()
+    def __call__(self, trainer: Trainer) -> None:
+        if trainer.writer is None or self.every <= 0 or trainer.step % self.every:
+            return
+        model = trainer.unwrapped
+        was_training = model.training
+        model.eval()
+        batch = {k: v[None].to(trainer.device) for k, v in self.item.items()}
+        output = model(batch["features"])
+        model.train(was_training)
+        guidance = batch["guidance"] if "guidance" in batch else self.targets(batch["maps"])
+        n = min(self.FRAMES, output.heatmaps.shape[2])
+        pairs = {"heatmaps": (output.heatmaps[0, :, :n].amax(0), batch["heatmaps"][0, :n].amax(1)),
+                 "guidance": (output.guidance[0, :, :n].abs().mean(0), guidance[0, :n].abs().mean(1))}
+        for name, (pred, target) in pairs.items():
+            rows = [torch.cat(list(_unit(x.float())), dim=1) for x in (pred, target)]      # (G, n*G) each
+            trainer.writer.add_image(f"preview/{name}", torch.cat(rows, dim=0).cpu(), trainer.step,
+                                     dataformats="HW")
+
+
+def _unit(frames: torch.Tensor) -> torch.Tensor:
+    """``(n, G, G)`` scaled to [0, 1] per frame."""
+    lo = frames.flatten(1).amin(1)[:, None, None]
+    hi = frames.flatten(1).amax(1)[:, None, None]
+    return (frames - lo) / (hi - lo).clamp_min(1e-8)
+
+
 def _checkpoint_to_resume(config: Stage1Config, out: Path) -> Optional[Path]:
     if config.resume is None:
         if (out / CHECKPOINTS / LATEST_FILE).is_file():
@@ -239,6 +279,8 @@ def run_stage1(config: Stage1Config, control: RunControl = NO_CONTROL,
     log = MetricsLog(out / METRICS_FILE, config.log_every, total, trainer.step) if main else None
     if log is not None:
         trainer.add_callback("on_step_end", log)
+    if main and config.tensorboard and config.preview_every > 0:
+        trainer.add_callback("on_step_end", Stage1Previews(dataset, targets, config.preview_every))
     for event, functions in (callbacks or {}).items():
         for function in functions:
             trainer.add_callback(event, function)

@@ -284,10 +284,11 @@ class Trainer:
         self.last_checkpoint: Optional[Path] = None
         self._resumed = False
         self._callbacks: dict[str, list[Callback]] = {event: [] for event in EVENTS}
-        self._writer = None
+        #: TensorBoard ``SummaryWriter`` of the main process (``None`` without ``log_dir``): callbacks add images.
+        self.writer = None
         if config.log_dir is not None and self.accelerator.is_main_process:
             from torch.utils.tensorboard import SummaryWriter
-            self._writer = SummaryWriter(config.log_dir)
+            self.writer = SummaryWriter(config.log_dir)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -406,8 +407,8 @@ class Trainer:
             raise TrainingError(f"the batch source ran out after {self.step} of {total} steps")
         if self.checkpoint_dir is not None and self.last_checkpoint != self._folder_for(self.step):
             self.save_checkpoint()
-        if self._writer is not None:
-            self._writer.flush()
+        if self.writer is not None:
+            self.writer.flush()
         return self.step
 
     def _progress_bar(self, total: int) -> Any:
@@ -417,11 +418,11 @@ class Trainer:
         return tqdm(total=total, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
 
     def _log(self) -> None:
-        if self._writer is None:
+        if self.writer is None:
             return
         for name, value in self.metrics.items():
             if math.isfinite(value):
-                self._writer.add_scalar(f"train/{name}", value, self.step)
+                self.writer.add_scalar(f"train/{name}", value, self.step)
 
     def _checkpoint_due(self) -> bool:
         every = self.config.checkpoint_every

@@ -148,7 +148,7 @@ def test_kill_9_then_resume_latest_is_bit_identical(toy_dir, tmp_path):
 def test_toml_config_and_tensorboard_scalars(toy_dir, tmp_path):
     config_file = tmp_path / "run.toml"
     config_file.write_text('# stage 1, tiny\nmodel_preset = "tiny"\ndata_dir = "%s"\noutput_dir = "out"\n'
-                           'steps = 3\nbatch_size = 2\nsequence_length = %d\nlr = 1e-2\n'
+                           'steps = 3\nbatch_size = 2\nsequence_length = %d\nlr = 1e-2\npreview_every = 3\n'
                            'device = "cpu"\n[model_overrides]\nnum_layers = 1\n' % (toy_dir, WINDOW))
     config = Stage1Config.from_json_file(config_file)
     assert config.output_dir == str(tmp_path / "out") and config.steps == 3
@@ -162,3 +162,6 @@ def test_toml_config_and_tensorboard_scalars(toy_dir, tmp_path):
     losses = [e.value for e in scalars.Scalars("train/loss")]
     logged = [json.loads(x)["loss"] for x in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     assert losses == pytest.approx(logged, rel=1e-6)
+    # previews: prediction over target, one 16x16 tile per frame (8 of the window's frames)
+    previews = scalars.Images("preview/heatmaps")
+    assert [p.step for p in previews] == [3] and (previews[0].height, previews[0].width) == (32, 128)
