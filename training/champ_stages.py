@@ -28,8 +28,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..m2penc.champ.models import load_champ_files, load_guidance_encoders, save_champ_models
+from ..m2penc.champ.models import ChampModels, load_champ_files, load_guidance_encoders, save_champ_models
 from ..m2penc.checkpoint import atomic_write
+from ..m2penc.encoder.model import M2PEnc
 from ..m2penc.encoder.weights import load_m2penc, save_m2penc
 from ..m2penc.errors import InputError
 from ..m2penc.progress import NO_CONTROL, RunControl
@@ -230,16 +231,23 @@ def _load(config: ChampStageConfig, stage: str):
     champ = load_champ_files(config.champ, config.vae, config.image_encoder, device="cpu", dtype=torch.float32)
     m2penc = load_m2penc(config.m2penc, device="cpu", dtype="fp32")
     if config.gradient_checkpointing:
-        m2penc.gradient_checkpointing = True
+        enable_checkpointing(champ, m2penc)
     return champ, m2penc
+
+
+def enable_checkpointing(champ: ChampModels, m2penc: M2PEnc) -> None:
+    """Recompute the denoising U-Net's blocks (diffusers' switch) and M2PEnc's in the backward pass.
+
+    The ReferenceNet is left alone: it runs once per batch at timestep 0 and writes the reference
+    bank as a side effect, which a recomputation would write again.
+    """
+    champ.denoising_unet.enable_gradient_checkpointing()
+    m2penc.gradient_checkpointing = True
 
 
 def run_stage2(config: Stage2Config, control: RunControl = NO_CONTROL,
                callbacks: Optional[Mapping[str, list[Callback]]] = None) -> StageResult:
     """Train stage 2 as ``config`` says; writes ``champ/{reference_unet,denoising_unet}.safetensors``."""
-    if config.gradient_checkpointing:
-        raise InputError("gradient checkpointing of Champ's U-Nets is not implemented yet; stage 2 trains only the "
-                         "U-Nets: leave gradient_checkpointing off")
     champ, m2penc = _load(config, "stage2")
     dataset = Stage2Pairs(config.data_dir, config.window_frames, config.seed, min_gap=config.min_gap,
                           model=m2penc.config, splits=config.data_splits, sources=config.data_sources)

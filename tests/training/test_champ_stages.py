@@ -148,3 +148,36 @@ def test_stage3_kill_9_then_resume_is_bit_identical(smoke_models, video_build, t
     for name in ("m2penc.safetensors", "champ/denoising_unet.safetensors"):
         a, b = load_file(str(tmp_path / "straight" / name)), load_file(str(out / name))
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+@pytest.mark.parametrize("stage", ["stage2", "stage3"])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(smoke_models, video_build, stage):
+    from torch.utils.data import DataLoader
+
+    from m2pdance.training.champ_stages import enable_checkpointing
+    from m2pdance.training.stage2 import Stage2Module
+    from m2pdance.training.stage3 import Stage3Module
+    from m2pdance.training.video_data import Stage2Pairs, Stage3Clips
+
+    files = _files(smoke_models)
+    results = []
+    for checkpointing in (False, True):
+        champ = load_champ_files(files["champ"], files["vae"], files["image_encoder"], device="cpu", dtype="fp32")
+        m2penc = load_m2penc(files["m2penc"])
+        if checkpointing:
+            enable_checkpointing(champ, m2penc)
+            assert all(block.gradient_checkpointing for block in champ.denoising_unet.down_blocks)
+        if stage == "stage2":
+            module, data = Stage2Module(champ, m2penc, cond_drop=0.5), Stage2Pairs(video_build, 8)
+        else:
+            module, data = Stage3Module(champ, m2penc), Stage3Clips(video_build, 4)
+        batch = next(iter(DataLoader(data, batch_size=2)))
+        batch["seed"] = torch.tensor([11, 12])
+        loss = module(batch)["loss"]
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-5, atol=1e-7)
+    assert grads_a.keys() == grads_b.keys() and grads_a
+    for name, grad in grads_a.items():
+        torch.testing.assert_close(grads_b[name], grad, rtol=1e-4, atol=1e-7, msg=name)
