@@ -37,7 +37,7 @@ from ..m2penc.progress import NO_CONTROL, RunControl
 from .config import RunConfig
 from .datasets import SeededItems, StepBatchSampler
 from .guidance_targets import GuidanceTargets
-from .stage1 import CHECKPOINTS, METRICS_FILE, TENSORBOARD, MetricsLog, _checkpoint_to_resume
+from .stage1 import CHECKPOINTS, METRICS_FILE, TENSORBOARD, MetricsLog, checkpoint_to_resume
 from .stage2 import CHAMP_COND_DROP, Stage2Module
 from .stage3 import Stage3Module
 from .trainer import Batch, Callback, Trainer, TrainerConfig
@@ -103,7 +103,8 @@ class Stage2Config(ChampStageConfig):
 
     STAGE: ClassVar[str] = "stage-2"
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "paper": {"batch_size": 32, "steps": 60000, "lr": 1e-5, "mixed_precision": "bf16"},
+        "paper": {"batch_size": 32, "steps": 60000, "lr": 1e-5, "mixed_precision": "bf16",
+                  "gradient_checkpointing": True},
         "tiny": {**_TINY_RUN, "window_frames": 8},
     }
 
@@ -126,7 +127,8 @@ class Stage3Config(ChampStageConfig):
 
     STAGE: ClassVar[str] = "stage-3"
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "paper": {"batch_size": 8, "steps": 20000, "lr": 1e-5, "mixed_precision": "bf16"},
+        "paper": {"batch_size": 8, "steps": 20000, "lr": 1e-5, "mixed_precision": "bf16",
+                  "gradient_checkpointing": True},
         "tiny": {**_TINY_RUN, "num_frames": 4},
     }
     PATH_FIELDS: ClassVar[tuple[str, ...]] = ChampStageConfig.PATH_FIELDS + ("guidance_encoders",)
@@ -163,20 +165,21 @@ def _batches(dataset: Dataset, config: RunConfig, total: int, rank: int, world: 
     def batches(start_step: int) -> Iterator[list[Batch]]:
         sampler = StepBatchSampler(dataset, config.batch_size, config.seed, "random", start_step, total, rank,
                                    world, config.grad_accumulation, with_seeds=True)
-        loader = iter(DataLoader(items, batch_sampler=sampler, num_workers=config.num_workers))
+        loader = iter(DataLoader(items, batch_sampler=sampler, num_workers=config.num_workers,
+                                 generator=torch.Generator().manual_seed(config.seed)))
         while group := list(islice(loader, config.grad_accumulation)):
             yield group
     return batches
 
 
-def _engine(config: RunConfig, total: int, out: Path) -> TrainerConfig:
+def _engine(config: RunConfig, total: int, out: Path, find_unused: bool) -> TrainerConfig:
     return TrainerConfig(
         max_steps=total, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas,
         grad_clip=config.grad_clip, checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
         seed=config.seed, device=config.device, mixed_precision=config.mixed_precision,
         grad_accumulation=config.grad_accumulation, lr_schedule=config.lr_schedule,
         lr_warmup_steps=config.lr_warmup_steps, optimizer=config.optimizer, ema_decay=config.ema_decay,
-        log_dir=str(out / TENSORBOARD) if config.tensorboard else None, find_unused_parameters=True)
+        log_dir=str(out / TENSORBOARD) if config.tensorboard else None, find_unused_parameters=find_unused)
 
 
 def _run(config: ChampStageConfig, stage: str, module: nn.Module, dataset: Dataset,
@@ -188,7 +191,7 @@ def _run(config: ChampStageConfig, stage: str, module: nn.Module, dataset: Datas
         raise InputError(f"{config.data_dir} gives no {stage} training items")
     total = config.total_steps(max(1, math.ceil(len(dataset) / config.batch_size)))
     out = Path(config.output_dir)
-    resume = _checkpoint_to_resume(config, out)
+    resume = checkpoint_to_resume(config, out)
     state = PartialState(cpu=config.device == "cpu" or not torch.cuda.is_available())
     main = state.is_main_process
     if main:
@@ -198,7 +201,7 @@ def _run(config: ChampStageConfig, stage: str, module: nn.Module, dataset: Datas
     extra = {"stage": stage, "config": config.to_dict()}
     trainer = Trainer(module, lambda model, batch: model(batch), _batches(dataset, config, total, state.process_index,
                                                                           state.num_processes),
-                      _engine(config, total, out), checkpoint_dir=out / CHECKPOINTS, control=control, extra_state=extra)
+                      _engine(config, total, out, find_unused=stage == "stage2"), checkpoint_dir=out / CHECKPOINTS, control=control, extra_state=extra)
     if targets is not None:
         targets.to(trainer.device)
     if resume is not None:

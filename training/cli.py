@@ -14,12 +14,13 @@ Exit codes: 0 success, 1 a user-facing error (the message says what to change), 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from ..m2penc.encoder.config import M2PEncConfig
 from ..m2penc.jukebox import DEFAULT_LAYER
@@ -62,7 +63,7 @@ def _add_stage1(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance-weight", type=float)
     p.add_argument("--heatmap-weight", type=float)
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", help="auto (this process's GPU, else the CPU), cpu or cuda")
     p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"),
                    help="autocast precision of the forward; weights and AdamW stay float32")
     p.add_argument("--grad-accumulation", type=int, help="micro-batches per step (batch size is the global batch)")
@@ -121,11 +122,8 @@ def _cmd_sdgpip(args: argparse.Namespace) -> int:
     from .sdgpip.builder import BuildConfig, format_summary, run_build
 
     config = BuildConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BuildConfig)})
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        summary = run_build(config, control=_cancel_on_sigint(), show_progress=not args.no_progress)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with _cancel_on_signals() as control:
+        summary = run_build(config, control=control, show_progress=not args.no_progress)
     print(format_summary(summary, config))
     return 0
 
@@ -175,11 +173,8 @@ def _cmd_champ_stage(args: argparse.Namespace) -> int:
             raise InputError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key.strip()] = _json_value(value)
     config = config.with_overrides(overrides)
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        result = run(config, control=_cancel_on_sigint())
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with _cancel_on_signals() as control:
+        result = run(config, control=control)
     print(f"{args.stage} finished after {result.steps} steps; wrote {', '.join(str(p) for p in result.outputs)}")
     return 0
 
@@ -220,29 +215,37 @@ def _stage1_config(args: argparse.Namespace) -> "Stage1Config":
     return config.with_overrides(overrides)
 
 
-def _cancel_on_sigint() -> RunControl:
-    """Ctrl-C asks the trainer to stop after the current step (it saves a checkpoint first)."""
+@contextlib.contextmanager
+def _cancel_on_signals() -> Iterator[RunControl]:
+    """Ctrl-C or SIGTERM asks the job to stop after the current step (training saves a checkpoint first).
+
+    SIGTERM is how schedulers (SLURM, docker, torchrun's shutdown) stop a job. A second signal
+    stops at once. The previous handlers are restored afterwards.
+    """
     requested = []
 
     def handler(signum: int, frame: Any) -> None:
-        if requested:  # a second Ctrl-C stops at once
+        if requested:  # a second signal stops at once
             raise KeyboardInterrupt
         requested.append(signum)
         print("\nstopping after this step (Ctrl-C again to abort without a checkpoint)", file=sys.stderr)
 
-    signal.signal(signal.SIGINT, handler)
-    return RunControl(should_cancel=lambda: bool(requested))
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield RunControl(should_cancel=lambda: bool(requested))
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _cmd_stage1(args: argparse.Namespace) -> int:
     from .stage1 import run_stage1
 
     config = _stage1_config(args)
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        result = run_stage1(config, control=_cancel_on_sigint())
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with _cancel_on_signals() as control:
+        result = run_stage1(config, control=control)
     print(f"stage 1 finished after {result.steps} steps; M2PEnc weights: {result.weights_path}")
     return 0
 

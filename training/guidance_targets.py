@@ -59,5 +59,6 @@ class GuidanceTargets:
         batch, length = maps.shape[:2]
         frames = rearrange(maps, "b l k h w c -> k (b l) c h w")
         named = {t: frames[i] for i, t in enumerate(MAP_ORDER)}
-        guidance = encode_with(self.encoders, named, chunk_size=self.chunk_frames)    # (1, C, B*L, G, G)
+        with torch.autocast(maps.device.type, enabled=False):     # targets in the encoders' own precision
+            guidance = encode_with(self.encoders, named, chunk_size=self.chunk_frames)    # (1, C, B*L, G, G)
         return rearrange(guidance[0].float(), "c (b l) h w -> b l c h w", b=batch, l=length)

@@ -130,7 +130,10 @@ def stage1_batches(dataset: "Stage1Data", config: Stage1Config, total_steps: int
     def batches(start_step: int) -> Iterator[list[Batch]]:
         sampler = StepBatchSampler(dataset, config.batch_size, config.seed, config.window_sampling,
                                    start_step, total_steps, rank, world_size, accumulation)
-        loader = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers))
+        # its own generator: building a DataLoader draws a seed, which must not come from (and shift) torch's
+        # global RNG that a resumed run has just restored
+        loader = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
+                                 generator=torch.Generator().manual_seed(config.seed)))
         while group := list(islice(loader, accumulation)):
             yield group
     return batches
@@ -169,7 +172,7 @@ class MetricsLog:
         kept = []
         if step > 0 and self.path.is_file():
             kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= step]
+                    if _step_of(line) is not None and _step_of(line) <= step]
         self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     def __call__(self, trainer: Trainer) -> None:
@@ -184,6 +187,14 @@ class MetricsLog:
                               if k not in ("loss", "seconds", "lr"))
             LOG.info("step %d/%d  loss %.5f  (%s)  %.3f s/step", trainer.step, self.total_steps, loss, parts,
                      trainer.metrics["seconds"])
+
+
+def _step_of(line: str) -> Optional[int]:
+    """The step of a ``metrics.jsonl`` line, ``None`` for a blank or half-written one (a killed run)."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 class Stage1Previews:
@@ -226,13 +237,18 @@ def _unit(frames: torch.Tensor) -> torch.Tensor:
     return (frames - lo) / (hi - lo).clamp_min(1e-8)
 
 
-def _checkpoint_to_resume(config: Stage1Config, out: Path) -> Optional[Path]:
+def checkpoint_to_resume(config: Stage1Config, out: Path) -> Optional[Path]:
     if config.resume is None:
         if (out / CHECKPOINTS / LATEST_FILE).is_file():
             raise InputError(f"{out} already holds the checkpoints of a run; continue it with resume "
                              "'latest' (--resume latest) or write the new run to another output folder")
         return None
-    return out / CHECKPOINTS if config.resume == "latest" else Path(config.resume)
+    if config.resume == "latest":
+        if not (out / CHECKPOINTS / LATEST_FILE).is_file():
+            LOG.info("resume latest: %s has no checkpoint yet, starting a fresh run", out)
+            return None
+        return out / CHECKPOINTS
+    return Path(config.resume)
 
 
 def _check_resume_model(checkpoint: Path, model: M2PEncConfig) -> None:
@@ -256,7 +272,7 @@ def run_stage1(config: Stage1Config, control: RunControl = NO_CONTROL,
     targets = guidance_targets(config, dataset, model_config)
     total = config.total_steps(steps_per_epoch(dataset, config.batch_size))
     out = Path(config.output_dir)
-    resume = _checkpoint_to_resume(config, out)
+    resume = checkpoint_to_resume(config, out)
     state = PartialState(cpu=config.device == "cpu" or not torch.cuda.is_available())
     main = state.is_main_process
     if main:

@@ -24,7 +24,9 @@ features the target lies in (:class:`.video_data.Stage2Pairs`). Per batch, in :m
    what inference uses;
 3. the ReferenceNet writes its bank from the kept references' latents at timestep 0 (as at
    inference, :mod:`~..m2penc.champ.reference`), keeping the graph so the loss trains it; the bank
-   is cast to ``bank_dtype`` (Champ: float16, in training too);
+   is kept in ``bank_dtype``: float32 by default (Champ casts it to float16, which it can afford
+   because it trains in fp16 with loss scaling; without that, the ReferenceNet's gradients through
+   an fp16 bank underflow);
 4. the denoising U-Net predicts v for the noisy target latents ``(B, 4, 1, h, w)`` (F = 1).
 
 Trainable parameters follow Champ's ``train_s1``: every denoising U-Net parameter except the motion
@@ -103,12 +105,12 @@ class ChampStageModule(nn.Module):
         m2penc: M2PEnc; its ``guidance_channels`` must equal the U-Net's first block width.
         cond_drop: probability that a sample is trained unconditionally (Champ: 0.1).
         noise_offset, snr_gamma: see :func:`.diffusion_loss.diffusion_loss` (defaults: plain MSE).
-        bank_dtype: dtype of the reference bank (Champ: float16).
+        bank_dtype: dtype of the reference bank (default float32; Champ: float16 under fp16 loss scaling).
     """
 
     def __init__(self, champ: ChampModels, m2penc: M2PEnc, cond_drop: float = CHAMP_COND_DROP,
                  noise_offset: float = 0.0, snr_gamma: Optional[float] = None,
-                 bank_dtype: torch.dtype = torch.float16) -> None:
+                 bank_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         if not 0.0 <= cond_drop <= 1.0:
             raise InputError(f"cond_drop is a probability in [0, 1], got {cond_drop}")
@@ -221,7 +223,7 @@ class Stage2Module(ChampStageModule):
 
     def __init__(self, champ: ChampModels, m2penc: M2PEnc, cond_drop: float = CHAMP_COND_DROP,
                  noise_offset: float = 0.0, snr_gamma: Optional[float] = None,
-                 bank_dtype: torch.dtype = torch.float16) -> None:
+                 bank_dtype: torch.dtype = torch.float32) -> None:
         super().__init__(champ, m2penc, cond_drop, noise_offset, snr_gamma, bank_dtype)
         self._reference_top = f"reference_unet.up_blocks.{len(self.reference_unet.up_blocks) - 1}."
         self._finish_init()

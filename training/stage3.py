@@ -60,7 +60,7 @@ class Stage3Module(ChampStageModule):
     def __init__(self, champ: ChampModels, m2penc: M2PEnc, guidance_targets: Optional[GuidanceTargetFn] = None,
                  pix_weight: float = STAGE3_PIXEL_WEIGHT, guid_weight: float = STAGE3_GUIDANCE_WEIGHT,
                  cond_drop: float = CHAMP_COND_DROP, noise_offset: float = 0.0, snr_gamma: Optional[float] = None,
-                 bank_dtype: torch.dtype = torch.float16) -> None:
+                 bank_dtype: torch.dtype = torch.float32) -> None:
         super().__init__(champ, m2penc, cond_drop, noise_offset, snr_gamma, bank_dtype)
         if pix_weight < 0 or guid_weight < 0 or pix_weight + guid_weight == 0:
             raise InputError(f"pix_weight and guid_weight must be >= 0 and not both 0, got {pix_weight}, {guid_weight}")

@@ -284,11 +284,9 @@ class Trainer:
         self.last_checkpoint: Optional[Path] = None
         self._resumed = False
         self._callbacks: dict[str, list[Callback]] = {event: [] for event in EVENTS}
-        #: TensorBoard ``SummaryWriter`` of the main process (``None`` without ``log_dir``): callbacks add images.
+        #: TensorBoard ``SummaryWriter`` of the main process, opened at the first step (after a resume, with
+        #: ``purge_step`` so the steps after the checkpoint are not shown twice); callbacks add images.
         self.writer = None
-        if config.log_dir is not None and self.accelerator.is_main_process:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(config.log_dir)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -328,9 +326,7 @@ class Trainer:
                 with self._autocast():
                     losses = self.loss_fn(self.model, batch_to(batch, self.device))
                 loss = losses["loss"].float() / len(micro)
-                if not torch.isfinite(loss.detach()).all():
-                    raise TrainingError(f"loss became {losses['loss'].item()} at step {self.step + 1}; lower the "
-                                        "learning rate, enable grad_clip, or check the data for NaN/inf values")
+                self._check_finite(loss, losses["loss"])
                 (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + value.detach().float() / len(micro)
@@ -340,6 +336,7 @@ class Trainer:
         grad_norm = None
         if self.config.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        lr = self.optimizer.param_groups[0]["lr"]          # the rate this step uses
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -353,11 +350,20 @@ class Trainer:
         metrics = {name: float(v) for name, v in zip(names, values)}
         if grad_norm is not None:
             metrics["grad_norm"] = float(values[-1])
-        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        metrics["lr"] = lr
         if self.scaler is not None:
             metrics["loss_scale"] = float(self.scaler.get_scale())
         metrics["seconds"] = time.perf_counter() - start
         return metrics
+
+    def _check_finite(self, loss: torch.Tensor, raw: torch.Tensor) -> None:
+        """Raise on a NaN/inf loss in any process, in every process (before a backward others would wait in)."""
+        bad = (~torch.isfinite(loss.detach())).any().float().reshape(1)
+        if self.accelerator.num_processes > 1:
+            bad = self.accelerator.reduce(bad, reduction="sum")
+        if bad.item() > 0:
+            raise TrainingError(f"loss became {raw.item()} (in this or another process) at step {self.step + 1}; "
+                                "lower the learning rate, enable grad_clip, or check the data for NaN/inf values")
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -418,8 +424,11 @@ class Trainer:
         return tqdm(total=total, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
 
     def _log(self) -> None:
-        if self.writer is None:
+        if self.config.log_dir is None or not self.accelerator.is_main_process:
             return
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(self.config.log_dir, purge_step=self.step if self._resumed else None)
         for name, value in self.metrics.items():
             if math.isfinite(value):
                 self.writer.add_scalar(f"train/{name}", value, self.step)
@@ -523,10 +532,14 @@ class Trainer:
                 shutil.rmtree(old, ignore_errors=True)
 
     def _apply_hyperparameters(self) -> None:
-        """After loading optimizer state, use this run's lr/betas/decay (they may be changed on resume)."""
+        """After loading the optimizer and schedule, use this run's lr/betas/decay (they may change on resume)."""
         decay, no_decay = self.optimizer.param_groups
-        for group in (decay, no_decay):
+        schedule = self.lr_schedule
+        schedule.base_lrs = [self.config.lr] * len(self.optimizer.param_groups)
+        for group, factor in zip((decay, no_decay), schedule.lr_lambdas):
             group["betas"] = tuple(self.config.betas)
+            group["lr"] = self.config.lr * factor(schedule.last_epoch)
+        schedule._last_lr = [g["lr"] for g in self.optimizer.param_groups]
         decay["weight_decay"] = self.config.weight_decay
 
     def resume(self, path: PathLike) -> Path:
@@ -552,8 +565,8 @@ class Trainer:
                 load_file(str(folder / "optimizer.safetensors"), device="cpu"), state["optimizer"]))
         except (ValueError, KeyError) as e:
             raise TrainingError(f"optimizer state in {folder} does not fit this model: {e}") from e
-        self._apply_hyperparameters()
         self.lr_schedule.load_state_dict(state["lr_schedule"])
+        self._apply_hyperparameters()
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:

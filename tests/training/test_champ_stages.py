@@ -60,7 +60,7 @@ def test_stage2_trains_the_spatial_unets_and_exports_loadable_files(smoke_models
     models = load_champ_files(result.output_dir / "champ" / "denoising_unet.safetensors", files["vae"],
                               files["image_encoder"], device="cpu", dtype="fp32")
     assert torch.equal(models.reference_unet.state_dict()["conv_in.weight"], after["reference_unet"]["conv_in.weight"])
-    meta = json.loads(json.loads(json.dumps(_metadata(result.outputs[0])))["m2pdance.training"])
+    meta = json.loads(_metadata(result.outputs[0])["m2pdance.training"])
     assert meta["stage"] == "stage2" and meta["steps"] == 3
 
 
@@ -114,19 +114,19 @@ def test_stage2_two_processes_match_one(smoke_models, video_build, tmp_path):
     losses = {name: [json.loads(x)["loss"] for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
               for name in ("one", "two")}
     assert losses["one"] == pytest.approx(losses["two"], rel=1e-4) and len(losses["one"]) == steps
-    # Parameters: the tiny random U-Nets have gradients near AdamW's eps (1e-8) in places, and the reference
-    # bank is float16 (as in Champ), so summation-order rounding can flip Adam's normalised steps there.
-    # Most values (86% here) agree to 1e-6; every one stays within the Adam step bound.
+    # Parameters agree to rounding (99.9% of values to 1e-6 here). The tiny random U-Nets have gradients near
+    # AdamW's eps (1e-8) in a few places, where Adam turns summation-order rounding into visible steps; those
+    # stay far below one Adam step (lr).
     close = total = 0
     for stem in ("reference_unet", "denoising_unet"):
         one = load_file(str(tmp_path / "one" / "champ" / f"{stem}.safetensors"))
         two = load_file(str(tmp_path / "two" / "champ" / f"{stem}.safetensors"))
         for key in one:
             diff = (two[key] - one[key]).abs()
-            assert diff.max() <= 2 * steps * lr, key
+            assert diff.max() <= 0.5 * lr, key
             close += int((diff <= 1e-6).sum())
             total += diff.numel()
-    assert close / total > 0.8, f"only {close / total:.1%} of the values agree to 1e-6"
+    assert close / total > 0.99, f"only {close / total:.1%} of the values agree to 1e-6"
 
 
 def test_stage3_kill_9_then_resume_is_bit_identical(smoke_models, video_build, tmp_path):

@@ -101,7 +101,7 @@ def test_non_finite_loss_stops_with_the_step(tmp_path):
     config = TrainerConfig(max_steps=3)
     trainer = Trainer(nn.Linear(1, 1), lambda m, b: {"loss": m(b["x"]).sum() * float("nan")},
                       lambda s: iter([{"x": torch.ones(1, 1)}] * 3), config)
-    with pytest.raises(TrainingError, match="loss became nan at step 1"):
+    with pytest.raises(TrainingError, match=r"loss became nan \(in this or another process\) at step 1"):
         trainer.run()
 
 
@@ -120,3 +120,21 @@ def test_no_checkpoint_to_resume(tmp_path):
 def test_unknown_callback_event(tmp_path):
     with pytest.raises(ValueError, match="unknown trainer event"):
         _trainer(tmp_path, 1).add_callback("on_epoch_end", print)
+
+
+def test_logged_lr_is_the_rate_each_step_used_and_resume_takes_the_new_lr(tmp_path):
+    config = TrainerConfig(max_steps=4, lr=1.0, lr_schedule="linear", lr_warmup_steps=2)
+    trainer = Trainer(Noisy(), _loss, _batches, config, checkpoint_dir=tmp_path / "a")
+    rates = []
+    trainer.add_callback("on_step_end", lambda t: rates.append(t.metrics["lr"]))
+    trainer.run()
+    assert rates == pytest.approx([0.0, 0.5, 1.0, 0.5])          # diffusers' warm-up starts at 0
+
+    first = _trainer(tmp_path / "b", 2)
+    first.run()
+    second = Trainer(Noisy(), _loss, _batches, TrainerConfig(max_steps=4, lr=1e-3, grad_clip=1.0),
+                     checkpoint_dir=tmp_path / "b")
+    second.resume(tmp_path / "b")
+    assert [g["lr"] for g in second.optimizer.param_groups] == [1e-3, 1e-3]
+    second.run()
+    assert second.metrics["lr"] == pytest.approx(1e-3)
