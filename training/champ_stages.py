@@ -199,9 +199,10 @@ def _run(config: ChampStageConfig, stage: str, module: nn.Module, dataset: Datas
         text = config.to_json().encode()
         atomic_write(out / f"{stage}_config.json", lambda p: Path(p).write_bytes(text))
     extra = {"stage": stage, "config": config.to_dict()}
-    trainer = Trainer(module, lambda model, batch: model(batch), _batches(dataset, config, total, state.process_index,
-                                                                          state.num_processes),
-                      _engine(config, total, out, find_unused=stage == "stage2"), checkpoint_dir=out / CHECKPOINTS, control=control, extra_state=extra)
+    batches = _batches(dataset, config, total, state.process_index, state.num_processes)
+    engine = _engine(config, total, out, find_unused=stage == "stage2")
+    trainer = Trainer(module, lambda model, batch: model(batch), batches, engine, checkpoint_dir=out / CHECKPOINTS,
+                      control=control, extra_state=extra)
     if targets is not None:
         targets.to(trainer.device)
     if resume is not None:
