@@ -16,8 +16,8 @@ buffers are excluded. Each figure is fitted, as ``fixed + B * (a + c * F)``, fro
 * stages 2 and 3 run at a small image size (default 128 x 128) and scale the pixel-dependent part
   by the pixel count to 640 x 640 (every U-Net level shrinks by the same factor; M2PEnc, its
   64 x 64 guidance target and L_guid do not depend on the image size and are not scaled). Checks:
-  stage 2 measured at 256 x 256 gives the same figures within 3 %; stage 3 fitted from F = 2, 6
-  instead of 2, 4 within 1 %.
+  stage 2 measured at 256 x 256 gives the same figures within 0.5 %; stage 3 fitted from F = 2, 6
+  instead of 2, 4 gives the same figures.
 
 Reading a stage's table (GiB = 2^30 B):
 
@@ -49,7 +49,7 @@ Stage 2's M2PEnc runs without gradients, so its window length changes no saved t
     python benchmarks/training_memory.py [--stage 1|2|3|all] [--quick] [--size 128] [--frames 2,4] [--top N]
 
 ``--quick``: tiny models at 32 x 32, a check that the script runs (its figures mean nothing). The
-full ``--stage all`` takes 6-10 minutes on 2 CPU cores and ~15 GB of RAM (the sd15 models are 10 GB).
+full ``--stage all`` takes ~3 minutes on 2 idle CPU cores and ~15 GB of RAM (the sd15 models: 10 GB).
 """
 from __future__ import annotations
 
