@@ -39,10 +39,8 @@ Reading a stage's table (GiB = 2^30 B):
 bf16 rows run the forward under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (CUDA's autocast
 op lists differ in a few ops). Rows ``as in training`` turn checkpointing on with the training
 code's own switches (stage 1: ``M2PEnc.gradient_checkpointing``; stages 2-3:
-``champ_stages.enable_checkpointing``, i.e. diffusers' switch on the denoising U-Net + M2PEnc's);
-the ``checkpoint`` calls are counted, not replaced. The ReferenceNet (trained in stage 2) is not
-checkpointed in training: the row ``estimate*`` also turns diffusers' switch on for it, inside this
-benchmark only. Condition dropout is off (every sample keeps its reference: the worst case).
+``champ_stages.enable_checkpointing``: diffusers' switch on both U-Nets, the motion modules' own
+switch, M2PEnc's); the ``checkpoint`` calls are counted, not replaced. Condition dropout is off (every sample keeps its reference: the worst case).
 Stage 2's M2PEnc runs without gradients, so its window length changes no saved tensor; an
 8-frame window saves CPU time.
 
@@ -55,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import time
 import weakref
@@ -169,11 +168,13 @@ def label_modules(counter: SavedBytes, labelled: dict[str, list[nn.Module]]) -> 
 def counting_checkpoint(counter: SavedBytes, names: dict[int, str], original: Callable[..., Any] = checkpoint):
     """``torch.utils.checkpoint.checkpoint`` that counts the inputs it keeps and registers the recomputed modules.
 
-    A segment is named after the modules it runs: the function's (a module or a bound ``__call__``) and any
-    module argument (M2PEnc's ``checkpoint(_block, conv, attention, x)``).
+    A segment is named after the modules it runs: the function's (a module, a bound ``__call__``, or a
+    ``partial`` over a module: the motion modules') and any module argument (M2PEnc's
+    ``checkpoint(_block, conv, attention, x)``).
     """
     def run(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        modules = [m for m in (getattr(function, "__self__", function), *args) if isinstance(m, nn.Module)]
+        bound = getattr(function, "args", ()) if isinstance(function, functools.partial) else ()
+        modules = [m for m in (getattr(function, "__self__", function), *bound, *args) if isinstance(m, nn.Module)]
         if modules:
             counter.checkpointed["+".join(names.get(id(m), "?") for m in modules)] = modules
         for t in tensors_in((args, kwargs)):
@@ -196,13 +197,15 @@ def patched(module: Any, name: str, value: Any) -> Iterator[None]:
 def checkpointing(counter: SavedBytes, names: dict[int, str], switch_on: Callable[[], None],
                   switch_off: Callable[[], None]) -> Iterator[None]:
     """Turn checkpointing on with the training code's own switch, every ``checkpoint`` call counted."""
+    import m2pdance.m2penc.champ.denoising_unet as denoising_unet
     import m2pdance.m2penc.encoder.model as m2penc_model
     import torch.utils.checkpoint as torch_checkpoint
 
     run = counting_checkpoint(counter, names)
     switch_on()
-    try:    # diffusers calls torch.utils.checkpoint.checkpoint; M2PEnc its own imported name
-        with patched(torch_checkpoint, "checkpoint", run), patched(m2penc_model, "checkpoint", run):
+    try:    # diffusers calls torch.utils.checkpoint.checkpoint; M2PEnc and the motion modules their imported name
+        with patched(torch_checkpoint, "checkpoint", run), patched(m2penc_model, "checkpoint", run), \
+                patched(denoising_unet, "checkpoint", run):
             yield
     finally:
         switch_off()
@@ -425,28 +428,20 @@ def stage1(m2penc: nn.Module, frames: tuple[int, int]) -> Stage:
                  frames, PAPER_SIZE)
 
 
-def champ_variants(champ: Any, m2penc: nn.Module, module: nn.Module, with_reference: bool) -> dict[str, Variant]:
-    """Checkpointing as training turns it on (:func:`enable_checkpointing`); optionally also the ReferenceNet."""
+def champ_variants(champ: Any, m2penc: nn.Module, module: nn.Module) -> dict[str, Variant]:
+    """Checkpointing as training turns it on (:func:`enable_checkpointing`)."""
     from m2pdance.training.champ_stages import enable_checkpointing
 
     names = {id(m): n for n, m in module.named_modules()}
 
     def off() -> None:
         champ.denoising_unet.disable_gradient_checkpointing()
+        champ.denoising_unet.enable_motion_checkpointing(False)
         champ.reference_unet.disable_gradient_checkpointing()
         m2penc.gradient_checkpointing = False
 
-    def with_reference_net() -> None:
-        enable_checkpointing(champ, m2penc)
-        champ.reference_unet.enable_gradient_checkpointing()
-
-    variants: dict[str, Variant] = {
-        "as in training (denoiser + M2PEnc blocks)":
+    return {"as in training (all blocks)":
             lambda counter: checkpointing(counter, names, lambda: enable_checkpointing(champ, m2penc), off)}
-    if with_reference:
-        variants["+ ReferenceNet blocks (estimate*)"] = \
-            lambda counter: checkpointing(counter, names, with_reference_net, off)
-    return variants
 
 
 def stage2(champ: Any, m2penc: nn.Module, size: int) -> Stage:
@@ -461,7 +456,7 @@ def stage2(champ: Any, m2penc: nn.Module, size: int) -> Stage:
 
     return Stage(2, "Stage2Module (spatial denoising U-Net + ReferenceNet per frame; M2PEnc, VAE, CLIP, motion frozen)",
                  module, make_batch, lambda batch: module(batch)["loss"],
-                 champ_variants(champ, m2penc, module, with_reference=True), None, size, grid_keys=("features",))
+                 champ_variants(champ, m2penc, module), None, size, grid_keys=("features",))
 
 
 def stage3(champ: Any, m2penc: nn.Module, size: int, frames: tuple[int, int]) -> Stage:
@@ -489,7 +484,7 @@ def stage3(champ: Any, m2penc: nn.Module, size: int, frames: tuple[int, int]) ->
     # the ReferenceNet runs without gradients in stage 3: nothing of it to checkpoint
     return Stage(3, "Stage3Module (motion modules + M2PEnc on clips; spatial U-Net, ReferenceNet, VAE, CLIP frozen)",
                  module, make_batch, lambda batch: module(batch)["loss"],
-                 champ_variants(champ, m2penc, module, with_reference=False), frames, size,
+                 champ_variants(champ, m2penc, module), frames, size,
                  grid_modules=[m2penc], grid_keys=("features", "guidance"), base=grid_loss)
 
 
@@ -541,8 +536,6 @@ def main() -> None:
         report(stage, args.top)
         del stage
         gc.collect()
-    if 2 in stages:
-        print("\n* estimate: checkpointing applied in the benchmark, not yet in training")
     print(f"total {time.perf_counter() - start:.0f} s")
 
 

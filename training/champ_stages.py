@@ -16,35 +16,34 @@ what one process trains on the same global batch.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Optional
+from typing import Any, ClassVar, Mapping, Optional
 
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..m2penc.champ.models import ChampModels, load_champ_files, load_guidance_encoders, save_champ_models
-from ..m2penc.checkpoint import atomic_write
 from ..m2penc.encoder.model import M2PEnc
 from ..m2penc.encoder.weights import load_m2penc, save_m2penc
 from ..m2penc.errors import InputError
 from ..m2penc.progress import NO_CONTROL, RunControl
 from .config import RunConfig
-from .datasets import SeededItems, StepBatchSampler
 from .guidance_targets import GuidanceTargets
-from .stage1 import CHECKPOINTS, METRICS_FILE, TENSORBOARD, MetricsLog, checkpoint_to_resume
-from .stage2 import CHAMP_COND_DROP, Stage2Module
+from .run import ExportFn, RunResult, run_on_engine, step_batches, sub_state_dict
+from .previews import ChampPreviews
+from .champ_module import CHAMP_COND_DROP, ChampStageModule
+from .stage2 import Stage2Module
 from .stage3 import Stage3Module
-from .trainer import Batch, Callback, Trainer, TrainerConfig
+from .trainer import Callback
 from .video_data import Stage2Pairs, Stage3Clips
 
 LOG = logging.getLogger("m2pdance.training")
 CHAMP_DIR = "champ"
+#: The U-Nets stages 2 and 3 export (attribute names of the stage module = Champ's file stems).
+UNETS = ("reference_unet", "denoising_unet")
 M2PENC_FILE = "m2penc.safetensors"
 
 
@@ -135,17 +134,6 @@ class Stage3Config(ChampStageConfig):
     NON_NEGATIVE: ClassVar[tuple[str, ...]] = ChampStageConfig.NON_NEGATIVE + ("pix_weight", "guid_weight")
 
 
-@dataclass(frozen=True)
-class StageResult:
-    """What a finished stage-2/3 run produced: its exported files, steps and first/last loss."""
-
-    outputs: tuple[Path, ...]
-    steps: int
-    first_loss: Optional[float]
-    final_loss: Optional[float]
-    output_dir: Path
-
-
 def _check_files(config: ChampStageConfig, stage: str) -> None:
     missing = [name for name, value in config.required_files().items() if not value]
     if missing:
@@ -158,76 +146,22 @@ def _check_files(config: ChampStageConfig, stage: str) -> None:
             raise InputError(f"{stage}: {name} {value} does not exist")
 
 
-def _batches(dataset: Dataset, config: RunConfig, total: int, rank: int, world: int) -> Callable[[int], Iterator]:
-    """Per step, this process's micro-batches, each sample with its own draw seed."""
-    items = SeededItems(dataset)
-
-    def batches(start_step: int) -> Iterator[list[Batch]]:
-        sampler = StepBatchSampler(dataset, config.batch_size, config.seed, "random", start_step, total, rank,
-                                   world, config.grad_accumulation, with_seeds=True)
-        loader = iter(DataLoader(items, batch_sampler=sampler, num_workers=config.num_workers,
-                                 generator=torch.Generator().manual_seed(config.seed)))
-        while group := list(islice(loader, config.grad_accumulation)):
-            yield group
-    return batches
-
-
-def _engine(config: RunConfig, total: int, out: Path, find_unused: bool) -> TrainerConfig:
-    return TrainerConfig(
-        max_steps=total, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas,
-        grad_clip=config.grad_clip, checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
-        seed=config.seed, device=config.device, mixed_precision=config.mixed_precision,
-        grad_accumulation=config.grad_accumulation, lr_schedule=config.lr_schedule,
-        lr_warmup_steps=config.lr_warmup_steps, optimizer=config.optimizer, ema_decay=config.ema_decay,
-        log_dir=str(out / TENSORBOARD) if config.tensorboard else None, find_unused_parameters=find_unused)
-
-
-def _run(config: ChampStageConfig, stage: str, module: nn.Module, dataset: Dataset,
-         export: Callable[[nn.Module, Path, dict[str, str]], list[Path]], control: RunControl,
-         callbacks: Optional[Mapping[str, list[Callback]]], targets: Optional[GuidanceTargets] = None) -> StageResult:
-    from accelerate import PartialState
-
+def _run(config: ChampStageConfig, stage: str, module: ChampStageModule, dataset: Dataset, export: ExportFn,
+         control: RunControl, callbacks: Optional[Mapping[str, list[Callback]]],
+         targets: Optional[GuidanceTargets] = None) -> RunResult:
     if len(dataset) < 1:
         raise InputError(f"{config.data_dir} gives no {stage} training items")
     total = config.total_steps(max(1, math.ceil(len(dataset) / config.batch_size)))
-    out = Path(config.output_dir)
-    resume = checkpoint_to_resume(config, out)
-    state = PartialState(cpu=config.device == "cpu" or not torch.cuda.is_available())
-    main = state.is_main_process
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        text = config.to_json().encode()
-        atomic_write(out / f"{stage}_config.json", lambda p: Path(p).write_bytes(text))
-    extra = {"stage": stage, "config": config.to_dict()}
-    batches = _batches(dataset, config, total, state.process_index, state.num_processes)
-    engine = _engine(config, total, out, find_unused=stage == "stage2")
-    trainer = Trainer(module, lambda model, batch: model(batch), batches, engine, checkpoint_dir=out / CHECKPOINTS,
-                      control=control, extra_state=extra)
-    if targets is not None:
-        targets.to(trainer.device)
-    if resume is not None:
-        LOG.info("resumed from %s at step %d", trainer.resume(resume), trainer.step)
-    log = MetricsLog(out / METRICS_FILE, config.log_every, total, trainer.step) if main else None
-    if log is not None:
-        trainer.add_callback("on_step_end", log)
-    for event, functions in (callbacks or {}).items():
-        for function in functions:
-            trainer.add_callback(event, function)
-    LOG.info("%s: %d items, %d steps of global batch %d on %d process(es), %s, mixed precision %s", stage,
-             len(dataset), total, config.batch_size, state.num_processes, trainer.device, config.mixed_precision)
-    trainer.run()
-    outputs: list[Path] = []
-    if main:
-        if config.ema_decay > 0:
-            trainer.unwrapped.load_state_dict(trainer.ema_state_dict())
-        provenance = {"m2pdance.training": json.dumps({"stage": stage, "steps": trainer.step,
-                                                       "ema_decay": config.ema_decay, "config": config.to_dict()},
-                                                      sort_keys=True)}
-        outputs = export(trainer.unwrapped, out, provenance)
-        LOG.info("wrote %s", ", ".join(str(p) for p in outputs))
-    trainer.accelerator.wait_for_everyone()
-    return StageResult(outputs=tuple(outputs), steps=trainer.step, first_loss=log.first_loss if log else None,
-                       final_loss=log.final_loss if log else None, output_dir=out)
+    every_process = {event: list(functions) for event, functions in (callbacks or {}).items()}
+    if config.tensorboard and config.preview_every > 0:
+        previews = ChampPreviews(dataset[0], config.preview_every, Path(config.output_dir),
+                                 module.m2penc.config.fps, motion_modules=stage == "stage3")
+        every_process.setdefault("on_step_end", []).append(previews)
+    return run_on_engine(
+        config, stage, module, lambda model, batch: model(batch),
+        lambda rank, world: step_batches(dataset, config, total, rank, world, with_seeds=True), export,
+        num_items=len(dataset), total_steps=total, targets=targets,
+        control=control, callbacks=every_process)
 
 
 def _load(config: ChampStageConfig, stage: str):
@@ -240,17 +174,20 @@ def _load(config: ChampStageConfig, stage: str):
 
 
 def enable_checkpointing(champ: ChampModels, m2penc: M2PEnc) -> None:
-    """Recompute the denoising U-Net's blocks (diffusers' switch) and M2PEnc's in the backward pass.
+    """Recompute activations in the backward pass: both U-Nets' blocks (diffusers' switch), the motion
+    modules (:meth:`~..m2penc.champ.denoising_unet.DenoisingUNet3D.enable_motion_checkpointing`) and M2PEnc's blocks.
 
-    The ReferenceNet is left alone: it runs once per batch at timestep 0 and writes the reference
-    bank as a side effect, which a recomputation would write again.
+    The ReferenceNet's attention writes the reference bank as a side effect; a recomputation writes
+    it again into the same (already read) bank, which changes nothing.
     """
     champ.denoising_unet.enable_gradient_checkpointing()
+    champ.denoising_unet.enable_motion_checkpointing()
+    champ.reference_unet.enable_gradient_checkpointing()
     m2penc.gradient_checkpointing = True
 
 
 def run_stage2(config: Stage2Config, control: RunControl = NO_CONTROL,
-               callbacks: Optional[Mapping[str, list[Callback]]] = None) -> StageResult:
+               callbacks: Optional[Mapping[str, list[Callback]]] = None) -> RunResult:
     """Train stage 2 as ``config`` says; writes ``champ/{reference_unet,denoising_unet}.safetensors``."""
     champ, m2penc = _load(config, "stage2")
     dataset = Stage2Pairs(config.data_dir, config.window_frames, config.seed, min_gap=config.min_gap,
@@ -259,14 +196,15 @@ def run_stage2(config: Stage2Config, control: RunControl = NO_CONTROL,
     module = Stage2Module(champ, m2penc, cond_drop=config.cond_drop, noise_offset=config.noise_offset,
                           snr_gamma=config.snr_gamma)
 
-    def export(trained: nn.Module, out: Path, provenance: dict[str, str]) -> list[Path]:
-        return save_champ_models(champ, out / CHAMP_DIR, ("reference_unet", "denoising_unet"), provenance)
+    def export(state: dict[str, torch.Tensor], out: Path, provenance: dict[str, str]) -> list[Path]:
+        return save_champ_models(champ, out / CHAMP_DIR, UNETS, provenance,
+                                 {stem: sub_state_dict(state, stem) for stem in UNETS})
 
     return _run(config, "stage2", module, dataset, export, control, callbacks)
 
 
 def run_stage3(config: Stage3Config, control: RunControl = NO_CONTROL,
-               callbacks: Optional[Mapping[str, list[Callback]]] = None) -> StageResult:
+               callbacks: Optional[Mapping[str, list[Callback]]] = None) -> RunResult:
     """Train stage 3 as ``config`` says; writes ``m2penc.safetensors`` and ``champ/`` (U-Nets with the new motion)."""
     champ, m2penc = _load(config, "stage3")
     dataset = Stage3Clips(config.data_dir, config.num_frames, config.seed, model=m2penc.config,
@@ -281,8 +219,9 @@ def run_stage3(config: Stage3Config, control: RunControl = NO_CONTROL,
     module = Stage3Module(champ, m2penc, targets, pix_weight=config.pix_weight, guid_weight=config.guid_weight,
                           cond_drop=config.cond_drop, noise_offset=config.noise_offset, snr_gamma=config.snr_gamma)
 
-    def export(trained: nn.Module, out: Path, provenance: dict[str, str]) -> list[Path]:
-        files = save_champ_models(champ, out / CHAMP_DIR, ("reference_unet", "denoising_unet"), provenance)
-        return files + [save_m2penc(m2penc, out / M2PENC_FILE, provenance=provenance)]
+    def export(state: dict[str, torch.Tensor], out: Path, provenance: dict[str, str]) -> list[Path]:
+        files = save_champ_models(champ, out / CHAMP_DIR, UNETS, provenance,
+                                  {stem: sub_state_dict(state, stem) for stem in UNETS})
+        return files + [save_m2penc(m2penc, out / M2PENC_FILE, provenance, sub_state_dict(state, "m2penc"))]
 
     return _run(config, "stage3", module, dataset, export, control, callbacks, targets)

@@ -20,15 +20,19 @@ import json
 import logging
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, TypeVar
 
 from ..m2penc.encoder.config import M2PEncConfig
 from ..m2penc.jukebox import DEFAULT_LAYER
 from ..m2penc.errors import GenerationCancelled, InputError, M2PDanceError
 from ..m2penc.progress import RunControl
+from .sharding import SHARDING
+from .trainer import LR_SCHEDULES, MIXED_PRECISION, OPTIMIZERS
 
 if TYPE_CHECKING:
-    from .config import Stage1Config
+    from .config import RunConfig
+
+C = TypeVar("C", bound="RunConfig")
 
 EXIT_ERROR, EXIT_CANCELLED = 1, 130
 
@@ -40,46 +44,54 @@ def _json_value(text: str) -> Any:
         return text
 
 
+def _add_run_flags(p: argparse.ArgumentParser, stage_class: str) -> None:
+    """The flags every training stage shares (fields of ``RunConfig``), plus ``--config``/``--preset``/``--set``."""
+    p.add_argument("--config", help=f"TOML or JSON file of {stage_class} fields (paths relative to the file)")
+    p.add_argument("--preset", help=f"start from a {stage_class} preset: paper or tiny (default: paper)")
+    p.add_argument("--out", dest="output_dir", help="run folder (weights, checkpoints, metrics.jsonl, tensorboard/)")
+    steps = p.add_mutually_exclusive_group()
+    steps.add_argument("--steps", type=int, help="optimizer steps (replaces epochs)")
+    steps.add_argument("--epochs", type=int, help="passes over the data's non-overlapping items (replaces steps)")
+    p.add_argument("--batch-size", type=int, help="the global batch per step, over every process and micro-step")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--grad-clip", type=float, help="max gradient norm, 0 = off")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (this process's GPU, else the CPU), cpu or cuda")
+    p.add_argument("--mixed-precision", choices=MIXED_PRECISION,
+                   help="autocast precision of the forward; weights and AdamW stay float32")
+    p.add_argument("--grad-accumulation", type=int, help="micro-batches per step")
+    p.add_argument("--gradient-checkpointing", action="store_const", const=True,
+                   help="recompute blocks in the backward pass (less activation memory, same values)")
+    p.add_argument("--sharding", choices=SHARDING,
+                   help="ddp: a model replica per process; fsdp: weights, gradients and AdamW state sharded")
+    p.add_argument("--ema-decay", type=float, help="EMA of the weights, e.g. 0.9999 (0 = off)")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES)
+    p.add_argument("--lr-warmup-steps", type=int)
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints, 0 = only at the end")
+    p.add_argument("--keep-checkpoints", type=int, help="newest checkpoints kept, 0 = all")
+    p.add_argument("--log-every", type=int)
+    p.add_argument("--preview-every", type=int, help="steps between TensorBoard previews, 0 = none")
+    p.add_argument("--num-workers", type=int, help="DataLoader worker processes")
+    p.add_argument("--resume", help="checkpoint folder, or 'latest' (newest under --out)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"any other {stage_class} field, VALUE as JSON (repeatable)")
+
+
 def _add_stage1(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stage1", help="pre-train M2PEnc on stage-1 shards",
                        description="Pre-train M2PEnc (paper sec. 3.4, stage 1). Settings come from "
                                    "--preset, then --config, then the flags below, then --set.")
-    p.add_argument("--config", help="TOML or JSON file of Stage1Config fields (paths relative to the file)")
-    p.add_argument("--preset", help="start from a Stage1Config preset: paper or tiny (default: paper)")
+    _add_run_flags(p, "Stage1Config")
     p.add_argument("--data", dest="data_dir", help="an SDGPip build folder, or a folder of stage-1 .safetensors shards")
     p.add_argument("--guidance-encoders", help="folder of Champ's guidance_encoder_* files (SDGPip data storing maps)")
-    p.add_argument("--out", dest="output_dir", help="run folder (weights, checkpoints, metrics.jsonl)")
     p.add_argument("--model-preset", help="M2PEncConfig preset: paper, paper_baseline, tiny")
     p.add_argument("--model-config", dest="model_config_file", help="M2PEncConfig JSON file")
-    steps = p.add_mutually_exclusive_group()
-    steps.add_argument("--steps", type=int, help="optimizer steps (replaces epochs)")
-    steps.add_argument("--epochs", type=int, help="passes over the non-overlapping windows (replaces steps)")
-    p.add_argument("--batch-size", type=int)
     p.add_argument("--sequence-length", type=int, help="frames per training window (paper: 75)")
     p.add_argument("--window-sampling", choices=("random", "sequential"))
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--grad-clip", type=float, help="max gradient norm, 0 = off")
     p.add_argument("--guidance-weight", type=float)
     p.add_argument("--heatmap-weight", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (this process's GPU, else the CPU), cpu or cuda")
-    p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"),
-                   help="autocast precision of the forward; weights and AdamW stay float32")
-    p.add_argument("--grad-accumulation", type=int, help="micro-batches per step (batch size is the global batch)")
-    p.add_argument("--gradient-checkpointing", action="store_const", const=True,
-                   help="recompute M2PEnc's blocks in the backward pass (less memory)")
-    p.add_argument("--ema-decay", type=float, help="EMA of the weights, e.g. 0.9999 (0 = off)")
-    p.add_argument("--lr-schedule", choices=("constant", "cosine", "linear"))
-    p.add_argument("--lr-warmup-steps", type=int)
-    p.add_argument("--optimizer", choices=("adamw", "adamw8bit"))
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints, 0 = only at the end")
-    p.add_argument("--keep-checkpoints", type=int, help="newest checkpoints kept, 0 = all")
-    p.add_argument("--log-every", type=int)
-    p.add_argument("--num-workers", type=int, help="DataLoader worker processes")
-    p.add_argument("--resume", help="checkpoint folder, or 'latest' (newest under --out)")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other Stage1Config field, VALUE as JSON (repeatable)")
     p.set_defaults(func=_cmd_stage1)
 
 
@@ -133,28 +145,18 @@ def _add_champ_stage(sub: argparse._SubParsersAction, name: str) -> None:
             "stage3": "the motion modules and M2PEnc jointly on clips, 0.5 L_pix + 0.5 L_guid"}[name]
     p = sub.add_parser(name, help=f"train {what}", description=f"Paper sec. 3.4: {what}. Settings come from "
                        "--preset, then --config, then the flags, then --set.")
-    p.add_argument("--config", help="TOML or JSON file of the stage's config fields")
-    p.add_argument("--preset", help="paper or tiny (default: paper)")
+    _add_run_flags(p, {"stage2": "Stage2Config", "stage3": "Stage3Config"}[name])
     p.add_argument("--data", dest="data_dir", help="an SDGPip build with video (sdgpip --source aist --video)")
-    p.add_argument("--out", dest="output_dir", help="run folder")
     p.add_argument("--champ", help="Champ's denoising_unet file (its folder holds reference_unet, motion_module)")
     p.add_argument("--vae", help="the SD VAE file or folder")
     p.add_argument("--image-encoder", dest="image_encoder", help="the CLIP image encoder file or folder")
     p.add_argument("--m2penc", help="the stage-1 M2PEnc weights")
-    if name == "stage3":
+    p.add_argument("--cond-drop", type=float, help="share of samples without reference/CLIP condition (CFG)")
+    if name == "stage2":
+        p.add_argument("--window-frames", type=int, help="frames of music M2PEnc reads per target frame")
+    else:
         p.add_argument("--guidance-encoders", help="Champ's guidance_encoder_* folder (builds storing maps)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int, help="global batch per step")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto, cpu or cuda")
-    p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"))
-    p.add_argument("--grad-accumulation", type=int)
-    p.add_argument("--ema-decay", type=float)
-    p.add_argument("--checkpoint-every", type=int)
-    p.add_argument("--resume", help="checkpoint folder, or 'latest'")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other config field, VALUE as JSON (repeatable)")
+        p.add_argument("--num-frames", type=int, help="frames per training clip (paper: 24)")
     p.set_defaults(func=_cmd_champ_stage, stage=name)
 
 
@@ -162,17 +164,7 @@ def _cmd_champ_stage(args: argparse.Namespace) -> int:
     from .champ_stages import Stage2Config, Stage3Config, run_stage2, run_stage3
 
     cls, run = {"stage2": (Stage2Config, run_stage2), "stage3": (Stage3Config, run_stage3)}[args.stage]
-    config = cls.preset(args.preset or "paper")
-    if args.config is not None:
-        config = cls.from_json_file(args.config, base=config)
-    names = [f.name for f in dataclasses.fields(cls)]
-    overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    for item in args.sets:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = _json_value(value)
-    config = config.with_overrides(overrides)
+    config = _run_config(cls, args)
     with _cancel_on_signals() as control:
         result = run(config, control=control)
     print(f"{args.stage} finished after {result.steps} steps; wrote {', '.join(str(p) for p in result.outputs)}")
@@ -192,21 +184,16 @@ def _add_toy_data(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_toy_data)
 
 
-def _stage1_config(args: argparse.Namespace) -> "Stage1Config":
-    from .config import Stage1Config
+def _run_config(cls: type[C], args: argparse.Namespace) -> C:
+    """A stage's config: ``--preset`` (default ``paper``), refined by ``--config FILE``, then flags, then ``--set``.
 
-    if args.config is None and args.preset is None:
-        raise InputError("stage1 needs --config FILE or --preset NAME (paper or tiny)")
-    config = Stage1Config.preset(args.preset or "paper")
+    Every flag whose destination is a field of ``cls`` overrides it when given.
+    """
+    config = cls.preset(args.preset or "paper")
     if args.config is not None:
-        config = Stage1Config.from_json_file(args.config, base=config)
-    flags = ("data_dir", "guidance_encoders", "output_dir", "model_preset", "model_config_file", "steps", "epochs",
-             "batch_size",
-             "sequence_length", "window_sampling", "lr", "weight_decay", "grad_clip", "guidance_weight",
-             "heatmap_weight", "seed", "device", "mixed_precision", "grad_accumulation", "gradient_checkpointing",
-             "ema_decay", "lr_schedule", "lr_warmup_steps", "optimizer", "checkpoint_every", "keep_checkpoints",
-             "log_every", "num_workers", "resume")
-    overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
+        config = cls.from_json_file(args.config, base=config)
+    names = [f.name for f in dataclasses.fields(cls)]
+    overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     for item in args.sets:
         key, sep, value = item.partition("=")
         if not sep:
@@ -243,7 +230,11 @@ def _cancel_on_signals() -> Iterator[RunControl]:
 def _cmd_stage1(args: argparse.Namespace) -> int:
     from .stage1 import run_stage1
 
-    config = _stage1_config(args)
+    from .config import Stage1Config
+
+    if args.config is None and args.preset is None:
+        raise InputError("stage1 needs --config FILE or --preset NAME (paper or tiny)")
+    config = _run_config(Stage1Config, args)
     with _cancel_on_signals() as control:
         result = run_stage1(config, control=control)
     print(f"stage 1 finished after {result.steps} steps; M2PEnc weights: {result.weights_path}")

@@ -26,11 +26,11 @@ except ModuleNotFoundError:             # pragma: no cover - Python 3.10
 
 from ..m2penc.encoder.config import M2PEncConfig
 from ..m2penc.errors import InputError
+from .sharding import SHARDING
+from .trainer import MIXED_PRECISION
 
 #: How training windows are drawn from the shards (see :mod:`.datasets`).
 WINDOW_SAMPLING = ("random", "sequential")
-#: Autocast precisions (parameters and AdamW state stay float32; fp16 adds loss scaling).
-MIXED_PRECISION = ("no", "bf16", "fp16")
 C = TypeVar("C", bound="RunConfig")
 
 
@@ -59,6 +59,8 @@ class RunConfig:
         lr_schedule, lr_warmup_steps: ``constant``, ``cosine`` or ``linear`` after a linear warm-up.
         optimizer: ``adamw`` or ``adamw8bit`` (bitsandbytes, CUDA).
         ema_decay: EMA of the trained weights (0 = off); the exported weights are the EMA when on.
+        sharding: ``ddp`` (a model replica per process) or ``fsdp`` (parameters, gradients and AdamW
+            state sharded over the processes, PyTorch's FSDP2; for stage 2's two full U-Nets).
         tensorboard: write the step scalars to ``output_dir/tensorboard``.
         preview_every: steps between TensorBoard previews of the model's output (0 = none).
         checkpoint_every: steps between resumable checkpoints; 0 = only at the end.
@@ -88,6 +90,7 @@ class RunConfig:
     lr_warmup_steps: int = 0
     optimizer: str = "adamw"
     ema_decay: float = 0.0
+    sharding: str = "ddp"
     tensorboard: bool = True
     preview_every: int = 500
     checkpoint_every: int = 1000
@@ -116,6 +119,7 @@ class RunConfig:
         _require(self.mixed_precision in MIXED_PRECISION,
                  f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r} (parameters always "
                  "stay float32; bf16/fp16 autocast the forward)")
+        _require(self.sharding in SHARDING, f"sharding must be one of {SHARDING}, got {self.sharding!r}")
         _require(self.batch_size % self.grad_accumulation == 0,
                  f"batch_size ({self.batch_size}) must be a multiple of grad_accumulation ({self.grad_accumulation})")
         for name in self.NON_NEGATIVE:

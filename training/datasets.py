@@ -314,7 +314,11 @@ def sample_seed(seed: int, step: int, position: int) -> int:
 
 
 class SeededItems(Dataset):
-    """A dataset addressed by ``(index, seed)`` pairs: ``dataset[index]`` plus ``seed`` (a long scalar)."""
+    """A dataset addressed by ``(index, seed)`` pairs: the item plus ``seed`` (a long scalar).
+
+    The item is ``dataset.seeded_item(index, seed)`` when the dataset has it (its random choices,
+    e.g. a reference frame, then depend on the sample's seed), else ``dataset[index]``.
+    """
 
     def __init__(self, dataset: Dataset):
         self.dataset = dataset
@@ -324,7 +328,9 @@ class SeededItems(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         index, seed = key
-        return {**self.dataset[index], "seed": torch.tensor(seed, dtype=torch.long)}
+        seeded = getattr(self.dataset, "seeded_item", None)
+        item = seeded(index, seed) if seeded is not None else self.dataset[index]
+        return {**item, "seed": torch.tensor(seed, dtype=torch.long)}
 
 
 class StepBatchSampler(Sampler[list[int]]):

@@ -28,11 +28,12 @@ from einops import rearrange
 from ..m2penc.champ.denoising_unet import is_motion_parameter
 from ..m2penc.champ.models import ChampModels
 from ..m2penc.champ.reference import encode_image_latents
+from ..m2penc.encoder.guidance import resize_guidance
 from ..m2penc.encoder.losses import STAGE3_GUIDANCE_WEIGHT, STAGE3_PIXEL_WEIGHT, guidance_loss
 from ..m2penc.encoder.model import M2PEnc
 from ..m2penc.errors import InputError
 from .diffusion_loss import Draws, diffusion_loss
-from .stage2 import CHAMP_COND_DROP, Batch, ChampStageModule, unit_images
+from .champ_module import CHAMP_COND_DROP, Batch, ChampStageModule, unit_images
 
 #: ``maps (B, F, 4, S, S, 3)`` uint8 -> guidance ``(B, F, C, S/8, S/8)``
 #: (e.g. :class:`.guidance_targets.GuidanceTargets`).
@@ -108,12 +109,14 @@ class Stage3Module(ChampStageModule):
             latents = encode_image_latents(self._champ, frames.flatten(0, 1)).float()
             latents = rearrange(latents, "(b f) c h w -> b c f h w", b=b)                  # (B, 4, F, h, w)
         draws = Draws(batch.get("seed"), latents.device)
-        embeds, context, kept = self.condition(reference, track_grad=False, draws=draws)
+        embeds, context, kept, _ = self.condition(reference, track_grad=False, draws=draws)
         guidance = self.m2penc(features).guidance                                         # (B, C, F, G, G)
-        if guidance.shape != target.shape:
+        if guidance.shape[:3] != target.shape[:3]:
             raise InputError(f"M2PEnc predicts guidance {tuple(guidance.shape)} but the target is "
-                             f"{tuple(target.shape)}: build the data with maps of {8 * guidance.shape[-1]} px "
-                             f"(targets on M2PEnc's {guidance.shape[-1]}-grid)")
+                             f"{tuple(target.shape)}: the channels must be those of Champ's guidance encoders")
+        # maps of another size than 8 x M2PEnc's grid (the paper's 640 px: an 80-grid target) are compared on
+        # M2PEnc's grid, bilinearly resampled, as inference resamples M2PEnc's guidance to the latent grid
+        target = resize_guidance(target, tuple(guidance.shape[-2:]))
         l_guid = guidance_loss(guidance.float(), target)
         guidance_fea = self.guidance_fea(guidance, height, width)
 

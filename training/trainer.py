@@ -12,6 +12,10 @@ Why each piece is here:
   in DDP. Each step's *global* batch is a pure function of the step, cut into micro-batches per
   process and per accumulation step by the data side (:func:`.datasets.batch_indices_for_step`),
   so N processes reach the parameters 1 process would with the same global batch.
+* **Replicated or sharded.** ``sharding="ddp"`` keeps a full replica per process (Accelerate's DDP);
+  ``"fsdp"`` shards parameters, gradients and AdamW moments over the processes (ZeRO-3, PyTorch's
+  FSDP2: :mod:`.sharding`), for stage 2's two full U-Nets. Checkpoints hold the whole model either
+  way (gathered), plus each process's optimizer shard.
 * **Mixed precision keeps fp32 master weights.** ``mixed_precision="bf16"|"fp16"`` runs the
   forward under ``torch.autocast``; parameters, gradients and AdamW moments stay float32 (a bf16
   parameter would lose most AdamW updates at lr 1e-5: bf16 has 8 bits of mantissa), and fp16
@@ -52,6 +56,7 @@ from torch import nn
 from ..m2penc.checkpoint import atomic_write
 from ..m2penc.errors import GenerationCancelled, InputError, M2PDanceError
 from ..m2penc.progress import NO_CONTROL, RunControl
+from .sharding import SHARDING, fsdp_units, full, is_sharded, local, local_like, shard_like, shard_model
 
 Batch = dict[str, torch.Tensor]
 #: ``loss_fn(model, batch)`` -> dict with a scalar ``"loss"`` to minimise plus any logged parts.
@@ -96,7 +101,9 @@ class TrainerConfig:
         ema_decay: exponential moving average of the trained parameters (0 = off).
         log_dir: TensorBoard folder for the scalars (``None`` = no TensorBoard).
         find_unused_parameters: DDP's flag, for models whose trained parameters may get no gradient
-            in a step (stage 2: the ReferenceNet when every sample of a micro-batch is dropped).
+            in a step (the stages avoid that: a dropped ReferenceNet still runs, tied to the loss by 0).
+        sharding: ``ddp`` (a replica per process) or ``fsdp`` (parameters, gradients and optimizer
+            state sharded over the processes; one process trains unsharded either way).
     """
 
     max_steps: int
@@ -116,8 +123,14 @@ class TrainerConfig:
     ema_decay: float = 0.0
     log_dir: Optional[str] = None
     find_unused_parameters: bool = False
+    sharding: str = "ddp"
 
     def __post_init__(self) -> None:
+        if self.sharding not in SHARDING:
+            raise InputError(f"sharding must be one of {SHARDING}, got {self.sharding!r}")
+        if self.sharding == "fsdp" and self.optimizer == "adamw8bit":
+            raise InputError("adamw8bit does not take sharded (FSDP) parameters; use optimizer 'adamw' with "
+                             "sharding 'fsdp' (sharding already divides the AdamW state by the process count)")
         if self.mixed_precision not in MIXED_PRECISION:
             raise InputError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -174,8 +187,8 @@ def _optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, tor
     scalars: dict[str, dict[str, Any]] = {}
     for index, entry in state["state"].items():
         for name, value in entry.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"state.{index}.{name}"] = value.detach().cpu().contiguous()
+            if isinstance(value, torch.Tensor):             # a sharded moment: this process's shard
+                tensors[f"state.{index}.{name}"] = local(value.detach()).cpu().contiguous()
             else:
                 scalars.setdefault(str(index), {})[name] = value
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
@@ -223,6 +236,9 @@ def resolve_checkpoint(path: PathLike) -> Path:
             name = json.loads(latest.read_text(encoding="utf-8"))["checkpoint"]
             if (root / name / STATE_FILE).is_file():
                 return root / name
+            aside = root / f".{name}.replaced"      # a crash while a step folder was being replaced
+            if (aside / STATE_FILE).is_file():
+                return aside
             raise TrainingError(f"{latest} points at {name}, which is missing or incomplete")
     raise TrainingError(f"no training checkpoint at {path} (expected {STATE_FILE} or {LATEST_FILE})")
 
@@ -269,10 +285,17 @@ class Trainer:
         self._autocast_dtype = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.mixed_precision]
         self.scaler = torch.amp.GradScaler(self.device.type) if config.mixed_precision == "fp16" else None
         self.trained_names = [n for n, _ in trainable_parameters(model)]
-        self.optimizer = make_optimizer(model.to(self.device), config)
+        model = model.to(self.device)
+        #: whether parameters are FSDP shards (``DTensor``); with one process there is nothing to shard
+        self.sharded = config.sharding == "fsdp" and self.accelerator.num_processes > 1
+        if self.sharded:
+            self.model = self.unwrapped = shard_model(model, self.device, self.accelerator.num_processes,
+                                                      fsdp_units(model))
+        else:
+            self.model = self.accelerator.prepare_model(model)
+            self.unwrapped = self.accelerator.unwrap_model(self.model)
+        self.optimizer = make_optimizer(self.unwrapped, config)
         self.lr_schedule = make_lr_schedule(self.optimizer, config)
-        self.model = self.accelerator.prepare_model(model)
-        self.unwrapped = self.accelerator.unwrap_model(self.model)
         self.ema: Optional[dict[str, torch.Tensor]] = None
         if config.ema_decay > 0:
             self.ema = {n: p.detach().float().clone() for n, p in trainable_parameters(self.unwrapped)}
@@ -322,7 +345,9 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         for k, batch in enumerate(micro):
             sync = k == len(micro) - 1
-            with (nullcontext() if sync else self.accelerator.no_sync(self.model)):
+            if self.sharded:
+                self.model.set_requires_gradient_sync(sync)
+            with (nullcontext() if sync or self.sharded else self.accelerator.no_sync(self.model)):
                 with self._autocast():
                     losses = self.loss_fn(self.model, batch_to(batch, self.device))
                 loss = losses["loss"].float() / len(micro)
@@ -335,15 +360,19 @@ class Trainer:
         params = [p for p in self.unwrapped.parameters() if p.requires_grad]
         grad_norm = None
         if self.config.grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+            grad_norm = full(torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip))
         lr = self.optimizer.param_groups[0]["lr"]          # the rate this step uses
+        skipped = False
         if self.scaler is not None:
-            self.scaler.step(self.optimizer)
+            scale = self.scaler.get_scale()
+            self.scaler.step(self.optimizer)                # skips the update when a gradient overflowed ...
             self.scaler.update()
+            skipped = self.scaler.get_scale() < scale       # ... and then lowers the scale
         else:
             self.optimizer.step()
         self.lr_schedule.step()
-        self._update_ema()
+        if not skipped:                                     # the weights did not change: nor does their average
+            self._update_ema()
         names = sorted(sums)
         values = torch.stack([sums[n] for n in names] + ([grad_norm.float()] if grad_norm is not None else []))
         values = self.accelerator.reduce(values, reduction="mean")
@@ -373,11 +402,15 @@ class Trainer:
         for name, p in trainable_parameters(self.unwrapped):
             self.ema[name].mul_(decay).add_(p.detach().float(), alpha=1.0 - decay)
 
-    def ema_state_dict(self) -> dict[str, torch.Tensor]:
-        """The model's state dict with the EMA of the trained parameters (the plain one when EMA is off)."""
-        state = {k: v.detach().clone() for k, v in self.unwrapped.state_dict().items()}
-        for name, value in (self.ema or {}).items():
-            state[name] = value.to(state[name].dtype)
+    def full_state_dict(self, ema: bool = False) -> dict[str, torch.Tensor]:
+        """The model's whole state dict, on the CPU; with ``ema`` the trained parameters are their EMA.
+
+        Every process must call it (sharded parameters are gathered), in the same order.
+        """
+        state = {k: full(v.detach()).cpu().clone() for k, v in self.unwrapped.state_dict().items()}
+        if ema:
+            for name, value in (self.ema or {}).items():
+                state[name] = full(value).cpu().to(state[name].dtype)
         return state
 
     def run(self) -> int:
@@ -481,16 +514,26 @@ class Trainer:
         acc.wait_for_everyone()
         try:
             save_file(_rng_tensors(), str(tmp / f"rng_rank{acc.process_index}.safetensors"))
+            if self.sharded:                        # each process's optimizer shard; gathering it would cost a replica
+                tensors, _ = _optimizer_to_files(self.optimizer)
+                save_file(tensors, str(tmp / f"optimizer_rank{acc.process_index}.safetensors"))
+            weights = ema = None
+            if self.sharded or acc.is_main_process:     # gathering is collective
+                weights = self._model_tensors()
+                ema = None if self.ema is None else {k: full(v).cpu().contiguous() for k, v in self.ema.items()}
             if acc.is_main_process:
-                self._write_state(tmp)
+                self._write_state(tmp, weights, ema)
             acc.wait_for_everyone()
             if acc.is_main_process:
                 _fsync_folder(tmp)
-                if final.exists():
-                    shutil.rmtree(final)
+                replaced = root / f".{final.name}.replaced"
+                if final.exists():                          # a re-run over an older run's step: set it aside first
+                    shutil.rmtree(replaced, ignore_errors=True)
+                    os.replace(final, replaced)
                 os.replace(tmp, final)
                 payload = json.dumps({"checkpoint": final.name, "step": self.step}).encode()
                 atomic_write(root / LATEST_FILE, lambda p: Path(p).write_bytes(payload))
+                shutil.rmtree(replaced, ignore_errors=True)
                 self._prune(final)
         except BaseException:
             if acc.is_main_process:
@@ -501,26 +544,47 @@ class Trainer:
         self._trigger("on_checkpoint", final)
         return final
 
-    def _write_state(self, folder: Path) -> None:
-        weights = self._model_tensors()
+    def _write_state(self, folder: Path, weights: dict[str, torch.Tensor],
+                     ema: Optional[dict[str, torch.Tensor]]) -> None:
         save_file(weights, str(folder / "model.safetensors"), metadata={"step": str(self.step)})
         optimizer_tensors, optimizer_meta = _optimizer_to_files(self.optimizer)
-        save_file(optimizer_tensors, str(folder / "optimizer.safetensors"))
-        if self.ema is not None:
-            save_file({k: v.cpu().contiguous() for k, v in self.ema.items()}, str(folder / "ema.safetensors"))
+        if not self.sharded:
+            save_file(optimizer_tensors, str(folder / "optimizer.safetensors"))
+        if ema is not None:
+            save_file(ema, str(folder / "ema.safetensors"))
         state = {"format": CHECKPOINT_FORMAT, "step": self.step, "seed": self.config.seed,
-                 "processes": self.accelerator.num_processes, "trained": self.trained_names,
+                 "processes": self.accelerator.num_processes, "sharding": "fsdp" if self.sharded else "ddp",
+                 "trained": self.trained_names,
                  "optimizer": optimizer_meta, "lr_schedule": _plain(self.lr_schedule.state_dict()),
                  "scaler": None if self.scaler is None else _plain(self.scaler.state_dict()),
                  "metrics": self.metrics, "extra": self.extra_state}
         (folder / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
 
     def _model_tensors(self) -> dict[str, torch.Tensor]:
-        """The trained parameters and every buffer (frozen parameters come from their own weights files)."""
+        """The trained parameters and every buffer, whole (frozen parameters come from their own weights files)."""
         trained = set(self.trained_names)
         params = {n for n, _ in self.unwrapped.named_parameters()}
-        return {k: v.detach().cpu().contiguous() for k, v in self.unwrapped.state_dict().items()
+        return {k: full(v.detach()).cpu().contiguous() for k, v in self.unwrapped.state_dict().items()
                 if k in trained or k not in params}
+
+    def _saved_names(self) -> set[str]:
+        """The names :meth:`_model_tensors` writes (without gathering anything)."""
+        trained = set(self.trained_names)
+        params = {n for n, _ in self.unwrapped.named_parameters()}
+        return {k for k in self.unwrapped.state_dict() if k in trained or k not in params}
+
+    @torch.no_grad()
+    def _load_model_tensors(self, weights: Mapping[str, torch.Tensor], source: Path) -> None:
+        """Copy whole tensors into the (possibly sharded) parameters and buffers of the same names."""
+        if not self.sharded:
+            _, unexpected = self.unwrapped.load_state_dict(weights, strict=False)
+            if unexpected:
+                raise TrainingError(f"unexpected tensors in {source}: {unexpected[:5]}")
+            return
+        tensors = dict(self.unwrapped.named_parameters())
+        tensors.update(self.unwrapped.named_buffers())
+        for name, value in weights.items():
+            tensors[name].copy_(shard_like(value, tensors[name]))
 
     def _prune(self, newest: Path) -> None:
         keep = self.config.keep_checkpoints
@@ -546,6 +610,10 @@ class Trainer:
         """Restore model, optimizer, schedule, scaler, EMA, step and RNG state; returns the checkpoint folder."""
         folder = resolve_checkpoint(path)
         state = read_checkpoint_state(folder)
+        sharding = "fsdp" if self.sharded else "ddp"
+        if state.get("sharding", "ddp") != sharding:
+            raise TrainingError(f"{folder} was written with sharding {state.get('sharding', 'ddp')!r}; resume it "
+                                f"with the same sharding (now {sharding!r})")
         if int(state.get("processes", 1)) != self.accelerator.num_processes:
             raise TrainingError(f"{folder} was written by {state.get('processes')} process(es); resume it with the "
                                 f"same number (now {self.accelerator.num_processes}) to continue exactly")
@@ -553,16 +621,16 @@ class Trainer:
             raise TrainingError(f"{folder} trained other parameters than this model trains; resume with the same "
                                 "stage and model settings")
         weights = load_file(str(folder / "model.safetensors"), device="cpu")
-        expected = set(self._model_tensors())
+        expected = self._saved_names()
         if set(weights) != expected:
             raise TrainingError(f"{folder / 'model.safetensors'} holds other tensors than this model "
                                 f"({sorted(set(weights) ^ expected)[:5]} ...)")
-        missing, unexpected = self.unwrapped.load_state_dict(weights, strict=False)
-        if unexpected:
-            raise TrainingError(f"unexpected tensors in {folder}: {unexpected[:5]}")
+        self._load_model_tensors(weights, folder / "model.safetensors")
+        shard = f"optimizer_rank{self.accelerator.process_index}" if self.sharded else "optimizer"
         try:
-            self.optimizer.load_state_dict(_optimizer_from_files(
-                load_file(str(folder / "optimizer.safetensors"), device="cpu"), state["optimizer"]))
+            saved = _optimizer_from_files(load_file(str(folder / f"{shard}.safetensors"), device="cpu"),
+                                          state["optimizer"])
+            self.optimizer.load_state_dict(self._as_parameter_shards(saved))
         except (ValueError, KeyError) as e:
             raise TrainingError(f"optimizer state in {folder} does not fit this model: {e}") from e
         self.lr_schedule.load_state_dict(state["lr_schedule"])
@@ -573,7 +641,8 @@ class Trainer:
             ema_file = folder / "ema.safetensors"
             if not ema_file.is_file():
                 raise TrainingError(f"{folder} has no ema.safetensors but this run keeps an EMA (ema_decay > 0)")
-            self.ema = {k: v.to(self.device) for k, v in load_file(str(ema_file)).items()}
+            params = dict(self.unwrapped.named_parameters())
+            self.ema = {k: shard_like(v, params[k]).float() for k, v in load_file(str(ema_file)).items()}
         rng = folder / f"rng_rank{self.accelerator.process_index}.safetensors"
         _restore_rng(load_file(str(rng)))
         self.step = int(state["step"])
@@ -581,6 +650,18 @@ class Trainer:
         self.last_checkpoint = folder
         self._resumed = True
         return folder
+
+    def _as_parameter_shards(self, state: dict[str, Any]) -> dict[str, Any]:
+        """A loaded optimizer state dict with each parameter-shaped tensor made a shard like its parameter."""
+        if not self.sharded:
+            return state
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        for index, entry in state["state"].items():
+            param = params[int(index)]
+            for name, value in entry.items():
+                if isinstance(value, torch.Tensor) and is_sharded(param) and value.shape == local(param).shape:
+                    entry[name] = local_like(value, param)
+        return state
 
 
 def _plain(value: Any) -> Any:

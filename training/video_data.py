@@ -4,7 +4,8 @@ Reads a build made with video (``m2pdance-train sdgpip --source aist --video``: 
 frames cropped to the dancer, aligned pixel for pixel with the rendered maps). Clips cut into
 consecutive samples by the builder are joined again (:func:`.sdgpip.windows.clip_segments`), so
 windows cross chunk edges but never clips. Both datasets are map-style with deterministic items
-(the reference frame is drawn from ``(seed, index)``), so a resumed run sees the same data.
+(the reference frame is drawn from ``(seed, index, the sample's draw seed)``: a new reference at
+every visit of an item, the same one in a resumed run or on another process split).
 
 * :class:`Stage2Pairs` - item ``i`` is one target frame of a clip (every frame of every clip, in
   order), a reference frame of the same clip (uniform over the frames at least ``min_gap`` away,
@@ -108,9 +109,10 @@ class _VideoClips(Dataset):
                             f"{model.feature_kind!r} ({model.in_dim}-d)")
         if abs(self.fps - model.fps) > 1e-6:
             problems.append(f"it is at {self.fps} fps but the model is configured for {model.fps} fps")
-        expected = (model.guidance_channels, model.grid_size, model.grid_size)
-        if self.guidance_shape is not None and self.guidance_shape != expected:
-            problems.append(f"its stored guidance is {self.guidance_shape}, the model predicts {expected}")
+        # the grid may differ (640-px builds give an 80-grid target; stage 3 resamples it to the model's grid)
+        if self.guidance_shape is not None and self.guidance_shape[0] != model.guidance_channels:
+            problems.append(f"its stored guidance has {self.guidance_shape[0]} channels, the model predicts "
+                            f"{model.guidance_channels}")
         if problems:
             raise InputError(f"the SDGPip data {self.folder} does not fit the model: " + "; ".join(problems))
 
@@ -171,11 +173,14 @@ class Stage2Pairs(_VideoClips):
         k = bisect_right(self._offsets, index) - 1
         return k, int(index - self._offsets[k])
 
-    def reference_frame(self, index: int) -> int:
-        """Frame of the reference of item ``index`` in its segment (deterministic for the seed)."""
+    def reference_frame(self, index: int, draw: Optional[int] = None) -> int:
+        """Frame of the reference of item ``index`` in its segment: a function of ``(seed, index, draw)``.
+
+        ``draw`` (the sample's seed while training) gives each visit of the item a new reference.
+        """
         segment, target = self.locate(index)
         frames = self._segments[segment].frames
-        rng = np.random.default_rng((self.seed, index))
+        rng = np.random.default_rng((self.seed, index) if draw is None else (self.seed, index, draw))
         gap = self.min_gap if target - self.min_gap >= 0 or target + self.min_gap < frames else 1
         reference = _pick_outside(rng, frames, max(0, target - gap + 1), min(frames, target + gap))
         return reference
@@ -188,11 +193,15 @@ class Stage2Pairs(_VideoClips):
         return start, target - start
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.seeded_item(index, None)
+
+    def seeded_item(self, index: int, draw: Optional[int]) -> dict[str, torch.Tensor]:
+        """Item ``index`` with its reference drawn by ``draw`` (see :meth:`reference_frame`)."""
         index = int(index)
         segment, target = self.locate(index)
         start, frame = self.window(index)
         features = self._read(segment, ("features",), start, start + self.window_frames)["features"]
-        return {"reference": self._frame(segment, self.reference_frame(index)),
+        return {"reference": self._frame(segment, self.reference_frame(index, draw)),
                 "target": self._frame(segment, target),
                 "features": torch.from_numpy(features.astype(np.float32)),
                 "frame": torch.tensor(frame, dtype=torch.long)}
@@ -231,17 +240,21 @@ class Stage3Clips(_VideoClips):
         k = bisect_right(self._offsets, index) - 1
         return k, int(index - self._offsets[k])
 
-    def reference_frame(self, index: int) -> int:
-        """Frame of the reference of item ``index`` in its segment (deterministic for the seed)."""
+    def reference_frame(self, index: int, draw: Optional[int] = None) -> int:
+        """Frame of the reference of item ``index`` in its segment: a function of ``(seed, index, draw)``."""
         segment, start = self.locate(index)
-        rng = np.random.default_rng((self.seed, index))
+        rng = np.random.default_rng((self.seed, index) if draw is None else (self.seed, index, draw))
         return _pick_outside(rng, self._segments[segment].frames, start, start + self.num_frames)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.seeded_item(index, None)
+
+    def seeded_item(self, index: int, draw: Optional[int]) -> dict[str, torch.Tensor]:
+        """Item ``index`` with its reference drawn by ``draw`` (see :meth:`reference_frame`)."""
         index = int(index)
         segment, start = self.locate(index)
         raw = self._read(segment, ("video", "features", *self.target_fields), start, start + self.num_frames)
-        item = {"reference": self._frame(segment, self.reference_frame(index)),
+        item = {"reference": self._frame(segment, self.reference_frame(index, draw)),
                 "frames": _images(raw["video"]),
                 "features": torch.from_numpy(raw["features"].astype(np.float32))}
         if self.stored_guidance:

@@ -16,9 +16,11 @@ the motion keys are diffusers' ``MotionAdapter`` names (Champ's ``motion_module.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Iterator, Optional, Union
 
 import torch
+from torch.utils.checkpoint import checkpoint
 from diffusers import UNetMotionModel
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 
@@ -42,15 +44,22 @@ class SwitchableMotion(AnimateDiffTransformer3D):
     """diffusers' motion module with an off switch: switched off it returns its input unchanged.
 
     :class:`DenoisingUNet3D` re-types its motion modules to this class (same state, same keys);
-    the switch is set by every U-Net forward (``motion_modules=``).
+    the switch is set by every U-Net forward (``motion_modules=``). With ``m2p_checkpointing`` its
+    activations are recomputed in the backward pass (diffusers' gradient-checkpointing switch
+    covers the blocks' resnets and attentions, not the motion modules, which hold most of a
+    24-frame clip's activations).
     """
 
     m2p_enabled: bool = True
+    m2p_checkpointing: bool = False
 
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         """``hidden_states`` ``(B F, C, h, w)``; the motion module's output, or the input itself when off."""
         if not self.m2p_enabled:
             return hidden_states
+        if self.m2p_checkpointing and torch.is_grad_enabled():
+            return checkpoint(partial(AnimateDiffTransformer3D.forward, self), hidden_states, *args,
+                              use_reentrant=False, **kwargs)
         return super().forward(hidden_states, *args, **kwargs)
 
 
@@ -73,6 +82,11 @@ class DenoisingUNet3D(UNetMotionModel):
     def motion_module_list(self) -> Iterator[SwitchableMotion]:
         """Every motion module (down, mid, up), in registration order."""
         return (m for m in self.modules() if isinstance(m, SwitchableMotion))
+
+    def enable_motion_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute every motion module's activations in the backward pass (same values, less memory)."""
+        for module in self.motion_module_list():
+            module.m2p_checkpointing = enabled
 
     def _switch_motion(self, enabled: bool) -> None:
         for module in self.motion_module_list():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, TypeVar, Union
+from typing import Callable, Iterable, Mapping, Optional, TypeVar, Union
 
 import torch
 from diffusers import AutoencoderKL
@@ -166,12 +166,14 @@ def _kind(stem: str) -> str:
 
 
 def save_champ_models(models: ChampModels, folder: PathLike, stems: Optional[Iterable[str]] = None,
-                      extra_metadata: Optional[dict[str, str]] = None) -> list[Path]:
+                      extra_metadata: Optional[dict[str, str]] = None,
+                      state_dicts: Optional[Mapping[str, Mapping[str, torch.Tensor]]] = None) -> list[Path]:
     """Write one self-describing safetensors file per module into ``folder``.
 
     Args:
         stems: only these modules (file stems of :meth:`ChampModels.modules`, e.g. ``denoising_unet``).
         extra_metadata: more string metadata in every file (e.g. training provenance).
+        state_dicts: weights to write instead of a module's own, by stem (e.g. gathered from shards, or EMA).
     """
     folder = Path(folder)
     named = models.modules()
@@ -180,7 +182,9 @@ def save_champ_models(models: ChampModels, folder: PathLike, stems: Optional[Ite
     if unknown:
         raise InputError(f"no Champ modules {unknown}; modules: {sorted(named)}")
     return [
-        save_model(folder / f"{stem}.safetensors", named[stem].state_dict(), _KIND_PREFIX + _kind(stem),
+        save_model(folder / f"{stem}.safetensors",
+                   state_dicts[stem] if state_dicts and stem in state_dicts else named[stem].state_dict(),
+                   _KIND_PREFIX + _kind(stem),
                    named[stem].m2p_config.to_json(), extra_metadata)
         for stem in chosen
     ]

@@ -22,7 +22,7 @@ registration order (down, up, mid).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Optional, Union
 
 import torch
@@ -33,9 +33,12 @@ from torch import nn
 from ..errors import InputError
 
 
-@dataclass
 class ReferenceWrite:
     """Write-mode context: ``bank[block_path] = attn1 input (B, L, C)`` in ``dtype``.
+
+    A plain class on purpose, not a dataclass: wrappers that rebuild the dataclasses and dicts in
+    a module's inputs (FSDP2 does, to hook the tensors needing gradients) would hand later blocks
+    a copy, and their writes would be lost.
 
     Attributes:
         dtype: dtype the bank is stored in (Champ: float16).
@@ -44,9 +47,12 @@ class ReferenceWrite:
             loss on the denoiser trains the ReferenceNet.
     """
 
-    dtype: torch.dtype = torch.float16
-    bank: dict[str, torch.Tensor] = field(default_factory=dict)
-    detach: bool = True
+    def __init__(self, dtype: torch.dtype = torch.float16, detach: bool = True) -> None:
+        self.dtype, self.detach = dtype, detach
+        self.bank: dict[str, torch.Tensor] = {}
+
+    def __repr__(self) -> str:
+        return f"ReferenceWrite(dtype={self.dtype}, detach={self.detach}, blocks={sorted(self.bank)})"
 
 
 @dataclass

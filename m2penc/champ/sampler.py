@@ -70,12 +70,14 @@ def check_shapes(models: ChampModels, latents: torch.Tensor, guidance_fea: torch
 @torch.no_grad()
 def predict_noise_branches(models: ChampModels, ref_state: ReferenceState, latents: torch.Tensor,
                            timestep: Union[int, torch.Tensor], guidance_fea: torch.Tensor,
-                           with_uncond: bool = True) -> tuple[Optional[torch.Tensor], torch.Tensor]:
+                           with_uncond: bool = True,
+                           motion_modules: bool = True) -> tuple[Optional[torch.Tensor], torch.Tensor]:
     """Unconditional and conditional model outputs of one batched U-Net call.
 
     Args:
         latents: ``(B, 4, F, h, w)``; guidance_fea: ``(B, C0, F, h, w)``.
         with_uncond: also run the unconditional branch (zero CLIP, no reference tokens).
+        motion_modules: ``False`` runs the per-frame U-Net (frames independent, as stage-2 training).
 
     Returns:
         ``(uncond or None, cond)``, each ``(B, 4, F, h, w)`` float32.
@@ -88,7 +90,7 @@ def predict_noise_branches(models: ChampModels, ref_state: ReferenceState, laten
         embeds = torch.cat([torch.zeros_like(embeds), embeds])
     flags = (False,) * b + (True,) * b if with_uncond else (True,) * b
     out = models.denoising_unet(latents.to(models.device), timestep, embeds, guidance_fea.to(models.device),
-                                reference=ReferenceRead(ref_state.bank, flags)).float()
+                                reference=ReferenceRead(ref_state.bank, flags), motion_modules=motion_modules).float()
     return (out[:b], out[b:]) if with_uncond else (None, out)
 
 
@@ -99,18 +101,19 @@ def apply_cfg(uncond: Optional[torch.Tensor], cond: torch.Tensor, guidance_scale
 
 def predict_noise(models: ChampModels, ref_state: ReferenceState, latents: torch.Tensor,
                   timestep: Union[int, torch.Tensor], guidance_fea: torch.Tensor,
-                  guidance_scale: float = CHAMP_GUIDANCE_SCALE) -> torch.Tensor:
+                  guidance_scale: float = CHAMP_GUIDANCE_SCALE, motion_modules: bool = True) -> torch.Tensor:
     """Guided model output ``(B, 4, F, h, w)`` (v-prediction) for latents ``(B, 4, F, h, w)``.
 
     CFG runs only when ``guidance_scale > 1`` (as in Champ); ``F`` must fit one motion-module
     pass (``<= motion_max_seq_length``); use :func:`sample_video` for longer clips.
     """
-    uncond, cond = predict_noise_branches(models, ref_state, latents, timestep, guidance_fea, guidance_scale > 1)
+    uncond, cond = predict_noise_branches(models, ref_state, latents, timestep, guidance_fea, guidance_scale > 1,
+                                          motion_modules)
     return apply_cfg(uncond, cond, guidance_scale)
 
 
 def champ_predictor(models: ChampModels, ref_state: ReferenceState,
-                    guidance_scale: float = CHAMP_GUIDANCE_SCALE) -> NoisePredictor:
+                    guidance_scale: float = CHAMP_GUIDANCE_SCALE, motion_modules: bool = True) -> NoisePredictor:
     """A :data:`..sampling.NoisePredictor` running Champ's U-Net with CFG on one window ``(1, 4, f, h, w)``.
 
     CFG is applied per window before the windows are averaged; Champ averages the two branches
@@ -120,7 +123,8 @@ def champ_predictor(models: ChampModels, ref_state: ReferenceState,
     def predict(latents: torch.Tensor, timestep: torch.Tensor, guidance: Optional[torch.Tensor]) -> torch.Tensor:
         if guidance is None:
             raise InputError("Champ needs guidance features for every frame; pass a guidance source")
-        return predict_noise(models, ref_state, latents, timestep, guidance, guidance_scale).to(latents.device)
+        return predict_noise(models, ref_state, latents, timestep, guidance, guidance_scale,
+                             motion_modules).to(latents.device)
 
     return predict
 
@@ -145,7 +149,7 @@ def sample_video(models: ChampModels, ref_state: ReferenceState, guidance_fea: t
                  guidance_scale: float = CHAMP_GUIDANCE_SCALE, generator: Optional[torch.Generator] = None,
                  control: RunControl = NO_CONTROL, context_size: int = CONTEXT_SIZE,
                  context_overlap: int = CONTEXT_OVERLAP,
-                 init_latents: Optional[torch.Tensor] = None) -> torch.Tensor:
+                 init_latents: Optional[torch.Tensor] = None, motion_modules: bool = True) -> torch.Tensor:
     """Denoise a whole clip.
 
     Args:
@@ -157,6 +161,7 @@ def sample_video(models: ChampModels, ref_state: ReferenceState, guidance_fea: t
         context_size, context_overlap: Champ's closed-loop context windows (24 / 4);
             ``context_size`` must not exceed the motion module length.
         init_latents: ``(1, 4, F, h, w)`` to start from instead of fresh noise.
+        motion_modules: ``False`` denoises every frame on its own (the per-frame U-Net of stage 2).
 
     Returns:
         Final latents ``(1, 4, F, h, w)`` float32 on the models' device (unscaled: divide by the
@@ -169,7 +174,7 @@ def sample_video(models: ChampModels, ref_state: ReferenceState, guidance_fea: t
     latents = latents.to(models.device, torch.float32) * scheduler.init_noise_sigma
     check_shapes(models, latents, guidance_fea)
     windows = context_windows(latents.shape[2], context_size, context_overlap, closed_loop=True)
-    predict = champ_predictor(models, ref_state, guidance_scale)
+    predict = champ_predictor(models, ref_state, guidance_scale, motion_modules)
     control.check_cancel()
     for i, t in enumerate(scheduler.timesteps):
         noise_pred = windowed_prediction(predict, latents, t, guidance_fea, windows, control)

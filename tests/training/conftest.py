@@ -1,10 +1,9 @@
-"""Fixtures for the training tests: a tiny model config, toy shards, one intra-op thread."""
+"""Fixtures for the training tests: a tiny model config and toy shards."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-import torch
 
 from m2pdance.m2penc.encoder import M2PEncConfig
 from m2pdance.training.config import Stage1Config

@@ -55,10 +55,27 @@ def _assert_same_training(got: dict[str, torch.Tensor], expected: dict[str, torc
         torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=tolerance, msg=key)
 
 
-def _run(command: list[str]) -> subprocess.CompletedProcess:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, **ENV})
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+def _run(command: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a training command (maybe a torchrun launcher with workers); on a timeout kill its whole group."""
+    process = _start(command)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        raise
+    assert process.returncode == 0, stderr[-3000:]
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def _start(command: list[str]) -> subprocess.Popen:
+    """A training command in its own process group (so a launcher's workers can be killed with it)."""
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **ENV}, start_new_session=True)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
 
 
 def test_two_processes_reach_the_parameters_of_one_with_the_same_global_batch(toy_dir, tmp_path):
@@ -125,8 +142,7 @@ def test_kill_9_then_resume_latest_is_bit_identical(toy_dir, tmp_path):
     common = ("--steps", "40", "--batch-size", "2", "--checkpoint-every", "4", "--set", "tensorboard=false")
     _run(_stage1_command(toy_dir, tmp_path / "straight", *common))
     out = tmp_path / "killed"
-    process = subprocess.Popen(_stage1_command(toy_dir, out, *common), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV})
+    process = _start(_stage1_command(toy_dir, out, *common))
     latest = out / "checkpoints" / "latest.json"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:

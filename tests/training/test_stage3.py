@@ -101,6 +101,17 @@ def test_condition_dropout_and_guidance_targets_from_maps() -> None:
         assert abs(float(c["l_pix"]) - float(d["l_pix"])) > 1e-6
         want = guidance_loss(m2penc(batch["features"]).guidance, rearrange(targets(maps), "b f c h w -> b c f h w"))
         torch.testing.assert_close(c["l_guid"], want)
+    # maps of another size (the paper's 640 px: an 80-grid target for a 64-grid M2PEnc): L_guid on M2PEnc's grid
+    big = torch.randint(0, 256, (1, FRAMES, 4, 256, 256, 3), generator=g, dtype=torch.uint8)  # 256 px -> 32 grid
+    with torch.no_grad():
+        e = seeded_loss(kept, dict(batch, maps=big))
+        target = rearrange(targets(big), "b f c h w -> b c f h w")
+        assert target.shape[-1] == 32
+        resized = torch.nn.functional.interpolate(rearrange(target, "b c f h w -> (b f) c h w"), size=(16, 16),
+                                                  mode="bilinear", align_corners=False)
+        want = guidance_loss(m2penc(batch["features"]).guidance,
+                             rearrange(resized, "(b f) c h w -> b c f h w", b=1))
+        torch.testing.assert_close(e["l_guid"], want)
     with pytest.raises(InputError, match="pass guidance_targets"):
         Stage3Module(champ, m2penc)(batch)
     with pytest.raises(InputError, match=r"\(B, 3, C, G, G\)"):

@@ -79,7 +79,7 @@ def test_checkpoints_are_complete_pruned_and_announced(tmp_path):
 def test_failed_checkpoint_write_leaves_no_partial_folder(tmp_path, monkeypatch):
     trainer = _trainer(tmp_path, 1)
     trainer.step = 3
-    monkeypatch.setattr(trainer, "_write_state", lambda folder: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(trainer, "_write_state", lambda *args: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
         trainer.save_checkpoint()
     assert list(tmp_path.iterdir()) == []
@@ -138,3 +138,47 @@ def test_logged_lr_is_the_rate_each_step_used_and_resume_takes_the_new_lr(tmp_pa
     assert [g["lr"] for g in second.optimizer.param_groups] == [1e-3, 1e-3]
     second.run()
     assert second.metrics["lr"] == pytest.approx(1e-3)
+
+
+def test_an_fp16_step_skipped_for_overflow_changes_neither_weights_nor_ema(tmp_path):
+    torch.manual_seed(0)
+    config = TrainerConfig(max_steps=2, lr=1e-2, mixed_precision="fp16", ema_decay=0.5)
+    trainer = Trainer(Noisy(), _loss, _batches, config)
+    before = {k: v.clone() for k, v in trainer.unwrapped.state_dict().items()}
+    ema = {k: v.clone() for k, v in trainer.ema.items()}
+    scale = trainer.scaler.get_scale()
+    # finite fp32 loss (~1e6) whose scaled fp16 gradients overflow: GradScaler skips the update
+    metrics = trainer.train_step({"x": torch.full((8, 4), 1e3), "y": torch.zeros(8, 1)})
+    assert metrics["loss_scale"] < scale
+    assert all(torch.equal(before[k], v) for k, v in trainer.unwrapped.state_dict().items())
+    assert all(torch.equal(ema[k], v) for k, v in trainer.ema.items())
+    trainer.train_step({"x": torch.full((8, 4), 0.1), "y": torch.zeros(8, 1)})    # a normal step moves both
+    assert not all(torch.equal(ema[k], v) for k, v in trainer.ema.items())
+
+
+def test_rewriting_an_existing_step_is_atomic(tmp_path, monkeypatch):
+    import os
+
+    trainer = _trainer(tmp_path, 2, checkpoint_every=1)
+    trainer.run()
+    first = (tmp_path / "step_00000002" / "model.safetensors").read_bytes()
+    trainer.train_step(next(iter(_batches(7))))                 # other weights, same step number
+    replace, calls = os.replace, []
+
+    def crash_on_second_rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError("power cut")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_second_rename)
+    with pytest.raises(OSError, match="power cut"):
+        trainer.save_checkpoint()
+    monkeypatch.setattr(os, "replace", replace)
+    # the old step was set aside, not deleted: resume still finds it through latest.json
+    found = resolve_checkpoint(tmp_path)
+    assert found.name == ".step_00000002.replaced" and (found / "model.safetensors").read_bytes() == first
+    trainer.save_checkpoint()                                  # a clean rewrite leaves no aside folder
+    assert resolve_checkpoint(tmp_path).name == "step_00000002"
+    assert not (tmp_path / ".step_00000002.replaced").exists()
+    assert (tmp_path / "step_00000002" / "model.safetensors").read_bytes() != first

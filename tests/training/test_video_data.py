@@ -20,6 +20,7 @@ from m2pdance.training.sdgpip.shards import SampleData, SDGPipShards, shard_path
 from m2pdance.training.sdgpip.targets import MAP_FIELDS
 from m2pdance.training.stage2 import Stage2Module
 from m2pdance.training.stage3 import Stage3Module
+from m2pdance.training.datasets import SeededItems
 from m2pdance.training.video_data import Stage2Pairs, Stage3Clips
 
 from .test_stage2 import WIDTH, seeded_loss, tiny_parts
@@ -111,6 +112,23 @@ def test_stage2_pairs(maps_build: Path) -> None:
         n = len(clips[segment]["video"])
         possible = target >= 5 or target + 5 < n
         assert abs(far.reference_frame(i) - target) >= (5 if possible else 1)
+
+
+def test_each_visit_of_an_item_draws_its_own_reference(maps_build: Path) -> None:
+    """Training addresses items with the sample's seed: a new reference per visit, reproducible per seed."""
+    pairs, clips = Stage2Pairs(maps_build, 4, seed=3), Stage3Clips(maps_build, 4, seed=3)
+    for ds, item in ((pairs, 0), (clips, 1)):
+        segment, first = ds.locate(item)
+        draws = [ds.reference_frame(item, draw) for draw in range(40)]
+        assert draws == [ds.reference_frame(item, draw) for draw in range(40)]
+        assert len(set(draws)) >= 4                                  # the reference varies between visits
+        keep_out = range(first, first + 1) if ds is pairs else range(first, first + 4)
+        assert not set(draws) & set(keep_out)                        # never the target (stage 2) or in the clip
+        seeded = SeededItems(ds)[(item, 17)]
+        assert int(seeded["seed"]) == 17
+        assert torch.equal(seeded["reference"], ds.seeded_item(item, 17)["reference"])
+        segment_video = clip_arrays(maps_build, ("video",))[segment]["video"]
+        assert torch.equal(seeded["reference"], _image(segment_video[ds.reference_frame(item, 17)]))
 
 
 def test_stage3_clips_with_maps(maps_build: Path) -> None:
