@@ -8,6 +8,7 @@ from comfy_api.latest import ComfyExtension, io
 from . import _comfy
 from .champ_nodes import ChampReferenceUNet, LoadChamp, PoseDrivenGuidance
 from .dance_sampler import SegmentedDanceSampler
+from .eval_nodes import BeatAlignment
 from .jukebox_encode import JukeboxEncode, LoadJukebox
 from .load_music import LoadMusic
 from .m2penc_guidance import LoadM2PEnc, M2PEncGuidanceNode
@@ -19,6 +20,7 @@ NODES: list[type[io.ComfyNode]] = [
     LoadMusic, LoadJukebox, JukeboxEncode, LoadM2PEnc, M2PEncGuidanceNode,
     LoadChamp, ChampReferenceUNet, PoseDrivenGuidance, SegmentedDanceSampler, VideoCombine,
     LoadMotion, RenderPoseMaps, SaveMotion, LoadEDGE, MusicToMotionEDGE, BeatChoreographer,
+    BeatAlignment,
 ]
 
 

@@ -31,10 +31,17 @@ def test_every_entry_is_complete_and_its_key_list_ships(shared_dir):
         if e.keys:
             assert (KEYS_DIR / e.keys).is_file()
             assert expected_keys(e)
-    # the shipped key lists are the shared spec's, unchanged
+    # the shipped key lists are the shared spec's, unchanged; the evaluation networks' lists (not in the spec)
+    # were written from the public code that saved those files, and their tests hold our modules to them
+    # (tests/m2penc/eval/test_i3d.py, test_lpips.py: the module's keys == the list, the real lin heads load)
+    written_here = {"i3d_pretrained_400.keys.json", "lpips_alex.keys.json", "lpips_vgg.keys.json",
+                    "lpips_alexnet-owt-7be5be79.keys.json", "lpips_vgg16-397923af.keys.json"}
     for shipped in KEYS_DIR.glob("*.json"):
         name = shipped.name.removeprefix("jukebox_")
         candidates = list(shared_dir.glob(f"spec/*/{name}"))
+        if shipped.name in written_here:
+            assert not candidates, f"{shipped.name} is in the shared spec now: compare with it instead"
+            continue
         assert candidates, shipped.name
         assert json.loads(shipped.read_text()) == json.loads(candidates[0].read_text())
 

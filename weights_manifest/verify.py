@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -51,7 +52,7 @@ def read_key_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
     import torch
 
-    obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]  # Jukebox's {"model": state_dict, "hps": ..., "step": ...}
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
