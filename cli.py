@@ -1,5 +1,5 @@
-"""``m2pdance``: the pack's command line: weights management and streaming dance rendering
-(training lives in ``m2pdance-train``)."""
+"""``m2pdance``: the pack's command line: weights management, streaming dance rendering and the paper's
+evaluation (``eval aist``, ``eval videos``; training lives in ``m2pdance-train``)."""
 from __future__ import annotations
 
 import argparse
@@ -55,6 +55,69 @@ def _cmd_dance(args) -> int:
     return 0
 
 
+def _pipelines(text: str) -> tuple[str, ...]:
+    """``--pipelines m2penc,edge``: comma-separated names, blanks dropped."""
+    return tuple(part.strip().lower() for part in text.split(",") if part.strip())
+
+
+def _add_eval_parser(sub) -> None:
+    from .m2penc.timeline import DEFAULT_FPS
+
+    p = sub.add_parser("eval", help="the paper's evaluation: AIST++ protocol (Tables 1, 3) or any two video folders")
+    ev = p.add_subparsers(dest="eval_cmd", required=True)
+    a = ev.add_parser("aist", help="generate the AIST++ test clips with each pipeline, score them, write the tables")
+    a.add_argument("--aist", required=True, help="AIST++ folder in the official layout, with videos/ (C09)")
+    a.add_argument("--models-dir", required=True, help="a ComfyUI models folder (see `m2pdance weights list`)")
+    a.add_argument("--out", required=True, help="new or empty folder (or an earlier run's, to resume it)")
+    a.add_argument("--pipelines", type=_pipelines, default="m2penc,edge,dns,p,pdns",
+                   help="comma-separated: m2penc, edge (Table 1); dns, p, pdns (Table 3)")
+    a.add_argument("--clips", type=int, default=None, help="only the first N test sequences (default: all 20)")
+    a.add_argument("--frames", type=int, default=None,
+                   help="at most N frames per clip (default: whole sequences; FVD needs >= 16)")
+    a.add_argument("--size", type=int, default=640, help="crop and video side in pixels (paper: 640)")
+    a.add_argument("--fps", type=float, default=DEFAULT_FPS, help="video rate (paper: 15)")
+    a.add_argument("--steps", type=int, default=20, help="DDIM steps")
+    a.add_argument("--seed", type=int, default=0, help="the seed of every clip")
+    a.add_argument("--lpips", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (paper: alex)")
+    a.add_argument("--smoke", action="store_true", help="use the tiny smoke weights' file names")
+    a.add_argument("--device", default="auto")
+    a.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    a.set_defaults(func=_cmd_eval_aist)
+    v = ev.add_parser("videos", help="score a folder of generated videos against real ones (paired by file name)")
+    v.add_argument("--generated", required=True, help="folder of generated videos")
+    v.add_argument("--real", required=True, help="folder of real videos with the same file names")
+    v.add_argument("--out", default=None, help="where table1.md/.csv and clips.csv go (default: --generated)")
+    v.add_argument("--models-dir", default=None,
+                   help="a ComfyUI models folder with lpips/ and i3d/ (default: $COMFYUI_PATH/models or "
+                        "./comfy_home/models)")
+    v.add_argument("--lpips", choices=["alex", "vgg"], default="alex", help="LPIPS backbone (paper: alex)")
+    v.add_argument("--device", default="auto")
+    v.set_defaults(func=_cmd_eval_videos)
+
+
+def _cmd_eval_aist(args) -> int:
+    from .training.eval_aist import AISTEvalOptions, EvalWeights, run_aist_eval
+
+    options = AISTEvalOptions(pipelines=args.pipelines, clips=args.clips, frames=args.frames, size=args.size,
+                              fps=args.fps, steps=args.steps, seed=args.seed, device=args.device, dtype=args.dtype,
+                              lpips_net=args.lpips)
+    weights = EvalWeights.in_models_dir(args.models_dir, smoke=args.smoke, lpips_net=args.lpips)
+    run_aist_eval(args.aist, args.out, weights, options, log=lambda line: print(line, flush=True))
+    return 0
+
+
+def _cmd_eval_videos(args) -> int:
+    from .m2penc.eval.report import evaluate_video_folders
+    from .weights_manifest.cli import default_models_dir
+
+    _, paths = evaluate_video_folders(args.generated, args.real, args.out or args.generated,
+                                      args.models_dir or default_models_dir(), device=args.device,
+                                      lpips_net=args.lpips, log=lambda line: print(line, flush=True))
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from .m2penc.errors import M2PDanceError
     from .weights_manifest import cli as weights_cli
@@ -63,6 +126,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     weights_cli.add_parser(sub)
     _add_dance_parser(sub)
+    _add_eval_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

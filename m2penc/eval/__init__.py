@@ -9,4 +9,8 @@
   400-d logits).
 * :mod:`.motion_metrics`: EDGE's PFC, Bailando's kinetic / geometric features, FID_k / FID_g, Div,
   and the AIST++ ground-truth statistics.
+* :mod:`.video_sets`: two sets of video files scored (per frame, pooled; FVD between the sets);
+  :mod:`.report`: Tables 1 and 3 as Markdown + CSV beside the paper's numbers. The AIST++
+  protocol that produces the videos is ``training/eval_aist.py`` (it reads AIST++ through the
+  SDGPip sources).
 """
