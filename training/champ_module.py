@@ -8,7 +8,7 @@ condition dropout (:meth:`ChampStageModule.condition`) and names the FSDP units.
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Optional
 
 import torch
 from torch import nn
@@ -21,10 +21,11 @@ from ..m2penc.encoder.guidance import to_guidance_fea
 from ..m2penc.encoder.model import M2PEnc
 from ..m2penc.errors import InputError
 from .diffusion_loss import Draws, make_train_scheduler
+from .sharding import FSDPUnit
+from .trainer import Batch
 
 #: Champ's ``uncond_ratio``: the share of training samples without reference / CLIP condition.
 CHAMP_COND_DROP = 0.1
-Batch = Mapping[str, torch.Tensor]
 
 
 #: Spatial cross-attention parts that a one-token context makes irrelevant (see the module docstring).
@@ -123,17 +124,19 @@ class ChampStageModule(nn.Module):
             self.get_submodule(name).eval()
         return self
 
-    def fsdp_units(self) -> list[tuple[nn.Module, bool]]:
-        """The FSDP units under ``sharding = "fsdp"``: every block of both U-Nets (:mod:`..sharding`).
+    def fsdp_units(self) -> list[FSDPUnit]:
+        """The FSDP units under ``sharding = "fsdp"`` (:mod:`.sharding`): every block of both U-Nets, the VAE
+        (also through ``encode``), the CLIP image encoder and M2PEnc; the root keeps the U-Nets' stems and heads.
 
-        ``(block, reshard_after_forward)``: the denoising U-Net's blocks are gathered for their forward
-        and again for their backward; the ReferenceNet's stay gathered in between, as their gradients
-        arrive through the reference bank, not through their outputs. The rest (VAE, CLIP, M2PEnc, the
-        U-Nets' stems and heads) is gathered with the root; the VAE must be, as it is called through
-        ``encode``.
+        The ReferenceNet's blocks stay gathered from forward to backward when it is trained (stage 2:
+        its gradients arrive through the reference bank, not through its outputs); frozen, they are
+        freed after the forward like every other unit.
         """
-        return [(block, unet is self.denoising_unet) for unet in (self.reference_unet, self.denoising_unet)
-                for block in (*unet.down_blocks, unet.mid_block, *unet.up_blocks)]
+        reference_trained = any(p.requires_grad for p in self.reference_unet.parameters())
+        blocks = [FSDPUnit(block, reshard_after_forward=unet is self.denoising_unet or not reference_trained)
+                  for unet in (self.reference_unet, self.denoising_unet)
+                  for block in (*unet.down_blocks, unet.mid_block, *unet.up_blocks)]
+        return [*blocks, FSDPUnit(self.vae, methods=("encode",)), FSDPUnit(self.image_encoder), FSDPUnit(self.m2penc)]
 
     @property
     def champ(self) -> ChampModels:

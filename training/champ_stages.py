@@ -147,7 +147,7 @@ def _check_files(config: ChampStageConfig, stage: str) -> None:
 
 
 def _run(config: ChampStageConfig, stage: str, module: ChampStageModule, dataset: Dataset, export: ExportFn,
-         control: RunControl, callbacks: Optional[Mapping[str, list[Callback]]],
+         exported: tuple[str, ...], control: RunControl, callbacks: Optional[Mapping[str, list[Callback]]],
          targets: Optional[GuidanceTargets] = None) -> RunResult:
     if len(dataset) < 1:
         raise InputError(f"{config.data_dir} gives no {stage} training items")
@@ -160,7 +160,8 @@ def _run(config: ChampStageConfig, stage: str, module: ChampStageModule, dataset
     return run_on_engine(
         config, stage, module, lambda model, batch: model(batch),
         lambda rank, world: step_batches(dataset, config, total, rank, world, with_seeds=True), export,
-        num_items=len(dataset), total_steps=total, targets=targets,
+        num_items=len(dataset), total_steps=total, export_prefixes=tuple(f"{name}." for name in exported),
+        targets=targets,
         control=control, callbacks=every_process)
 
 
@@ -177,8 +178,8 @@ def enable_checkpointing(champ: ChampModels, m2penc: M2PEnc) -> None:
     """Recompute activations in the backward pass: both U-Nets' blocks (diffusers' switch), the motion
     modules (:meth:`~..m2penc.champ.denoising_unet.DenoisingUNet3D.enable_motion_checkpointing`) and M2PEnc's blocks.
 
-    The ReferenceNet's attention writes the reference bank as a side effect; a recomputation writes
-    it again into the same (already read) bank, which changes nothing.
+    The ReferenceNet's attention writes the reference bank as a side effect; the writer is closed
+    after the pass, so a recomputation in the backward pass leaves the bank the denoiser read alone.
     """
     champ.denoising_unet.enable_gradient_checkpointing()
     champ.denoising_unet.enable_motion_checkpointing()
@@ -200,7 +201,7 @@ def run_stage2(config: Stage2Config, control: RunControl = NO_CONTROL,
         return save_champ_models(champ, out / CHAMP_DIR, UNETS, provenance,
                                  {stem: sub_state_dict(state, stem) for stem in UNETS})
 
-    return _run(config, "stage2", module, dataset, export, control, callbacks)
+    return _run(config, "stage2", module, dataset, export, UNETS, control, callbacks)
 
 
 def run_stage3(config: Stage3Config, control: RunControl = NO_CONTROL,
@@ -224,4 +225,4 @@ def run_stage3(config: Stage3Config, control: RunControl = NO_CONTROL,
                                   {stem: sub_state_dict(state, stem) for stem in UNETS})
         return files + [save_m2penc(m2penc, out / M2PENC_FILE, provenance, sub_state_dict(state, "m2penc"))]
 
-    return _run(config, "stage3", module, dataset, export, control, callbacks, targets)
+    return _run(config, "stage3", module, dataset, export, (*UNETS, "m2penc"), control, callbacks, targets)

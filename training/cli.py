@@ -47,7 +47,8 @@ def _json_value(text: str) -> Any:
 def _add_run_flags(p: argparse.ArgumentParser, stage_class: str) -> None:
     """The flags every training stage shares (fields of ``RunConfig``), plus ``--config``/``--preset``/``--set``."""
     p.add_argument("--config", help=f"TOML or JSON file of {stage_class} fields (paths relative to the file)")
-    p.add_argument("--preset", help=f"start from a {stage_class} preset: paper or tiny (default: paper)")
+    p.add_argument("--preset", help=f"start from a {stage_class} preset: paper or tiny (--preset or --config is "
+                                    "required; a --config file alone refines 'paper')")
     p.add_argument("--out", dest="output_dir", help="run folder (weights, checkpoints, metrics.jsonl, tensorboard/)")
     steps = p.add_mutually_exclusive_group()
     steps.add_argument("--steps", type=int, help="optimizer steps (replaces epochs)")
@@ -61,8 +62,9 @@ def _add_run_flags(p: argparse.ArgumentParser, stage_class: str) -> None:
     p.add_argument("--mixed-precision", choices=MIXED_PRECISION,
                    help="autocast precision of the forward; weights and AdamW stay float32")
     p.add_argument("--grad-accumulation", type=int, help="micro-batches per step")
-    p.add_argument("--gradient-checkpointing", action="store_const", const=True,
-                   help="recompute blocks in the backward pass (less activation memory, same values)")
+    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                   help="recompute blocks in the backward pass (less activation memory, same values; on in the "
+                        "paper presets)")
     p.add_argument("--sharding", choices=SHARDING,
                    help="ddp: a model replica per process; fsdp: weights, gradients and AdamW state sharded")
     p.add_argument("--ema-decay", type=float, help="EMA of the weights, e.g. 0.9999 (0 = off)")
@@ -164,10 +166,11 @@ def _cmd_champ_stage(args: argparse.Namespace) -> int:
     from .champ_stages import Stage2Config, Stage3Config, run_stage2, run_stage3
 
     cls, run = {"stage2": (Stage2Config, run_stage2), "stage3": (Stage3Config, run_stage3)}[args.stage]
-    config = _run_config(cls, args)
+    config = _run_config(cls, args, args.stage)
     with _cancel_on_signals() as control:
         result = run(config, control=control)
-    print(f"{args.stage} finished after {result.steps} steps; wrote {', '.join(str(p) for p in result.outputs)}")
+    if _is_main_process():
+        print(f"{args.stage} finished after {result.steps} steps; wrote {', '.join(str(p) for p in result.outputs)}")
     return 0
 
 
@@ -184,11 +187,15 @@ def _add_toy_data(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_toy_data)
 
 
-def _run_config(cls: type[C], args: argparse.Namespace) -> C:
-    """A stage's config: ``--preset`` (default ``paper``), refined by ``--config FILE``, then flags, then ``--set``.
+def _run_config(cls: type[C], args: argparse.Namespace, stage: str) -> C:
+    """A stage's config: ``--preset`` (with ``--config`` alone: ``paper``), refined by ``--config FILE``, then
+    flags, then ``--set``. One of ``--preset`` and ``--config`` is required: no run starts the paper's
+    60k-step schedule by default.
 
     Every flag whose destination is a field of ``cls`` overrides it when given.
     """
+    if args.config is None and args.preset is None:
+        raise InputError(f"{stage} needs --config FILE or --preset NAME (paper or tiny)")
     config = cls.preset(args.preset or "paper")
     if args.config is not None:
         config = cls.from_json_file(args.config, base=config)
@@ -200,6 +207,13 @@ def _run_config(cls: type[C], args: argparse.Namespace) -> C:
             raise InputError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key.strip()] = _json_value(value)
     return config.with_overrides(overrides)
+
+
+def _is_main_process() -> bool:
+    """Whether this is the process that reports (rank 0 under torchrun / accelerate launch, or the only one)."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 @contextlib.contextmanager
@@ -232,12 +246,11 @@ def _cmd_stage1(args: argparse.Namespace) -> int:
 
     from .config import Stage1Config
 
-    if args.config is None and args.preset is None:
-        raise InputError("stage1 needs --config FILE or --preset NAME (paper or tiny)")
-    config = _run_config(Stage1Config, args)
+    config = _run_config(Stage1Config, args, "stage1")
     with _cancel_on_signals() as control:
         result = run_stage1(config, control=control)
-    print(f"stage 1 finished after {result.steps} steps; M2PEnc weights: {result.weights_path}")
+    if _is_main_process():
+        print(f"stage 1 finished after {result.steps} steps; M2PEnc weights: {result.weights_path}")
     return 0
 
 

@@ -54,8 +54,8 @@ class RunConfig:
         mixed_precision: ``no``, ``bf16`` or ``fp16`` autocast (fp32 master weights; fp16 with loss scaling).
         grad_accumulation: micro-batches per optimizer step; each of N processes runs micro-batches of
             ``batch_size / (N * grad_accumulation)``.
-        gradient_checkpointing: recompute M2PEnc's and the denoising U-Net's blocks in the backward pass
-            (same values, less activation memory; the ReferenceNet is not checkpointed).
+        gradient_checkpointing: recompute M2PEnc's blocks, both U-Nets' blocks and the motion modules in
+            the backward pass (same values, less activation memory).
         lr_schedule, lr_warmup_steps: ``constant``, ``cosine`` or ``linear`` after a linear warm-up.
         optimizer: ``adamw`` or ``adamw8bit`` (bitsandbytes, CUDA).
         ema_decay: EMA of the trained weights (0 = off); the exported weights are the EMA when on.

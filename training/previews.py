@@ -20,10 +20,10 @@ import torch
 
 from ..m2penc.champ.decode import decode_latents
 from ..m2penc.champ.reference import encode_clip_image, encode_image_latents, reference_state_from_latents
-from ..m2penc.champ.sampler import sample_video
+from ..m2penc.champ.sampler import CHAMP_GUIDANCE_SCALE, sample_video
 from ..m2penc.video.writer import open_video_writer
 from .guidance_targets import GuidanceTargets
-from .trainer import Batch, Trainer
+from .trainer import Batch, Trainer, step_dir_name
 
 if TYPE_CHECKING:
     from .champ_module import ChampStageModule
@@ -42,21 +42,24 @@ class Stage1Previews:
 
     FRAMES = 8
 
-    def __init__(self, item: Mapping[str, torch.Tensor], targets: Optional[GuidanceTargets], every: int):
+    def __init__(self, item: Mapping[str, torch.Tensor], targets: Optional[GuidanceTargets], every: int) -> None:
         self.item, self.targets, self.every = dict(item), targets, every
 
     @torch.no_grad()
     def __call__(self, trainer: Trainer) -> None:
-        if self.every <= 0 or trainer.step % self.every or trainer.config.log_dir is None:
+        """At a due step: M2PEnc's output on the item (every process when sharded), images on the main one."""
+        if not preview_due(trainer, self.every):
             return
         if not (trainer.sharded or trainer.accelerator.is_main_process):
             return                                   # a sharded forward needs every process; else the main one
         model = trainer.unwrapped
         was_training = model.training
         model.eval()
-        batch = {k: v[None].to(trainer.device) for k, v in self.item.items()}
-        output = model(batch["features"])
-        model.train(was_training)
+        try:
+            batch = {k: v[None].to(trainer.device) for k, v in self.item.items()}
+            output = model(batch["features"])
+        finally:
+            model.train(was_training)
         if trainer.writer is None:
             return
         guidance = batch["guidance"] if "guidance" in batch else self.targets(batch["maps"])
@@ -80,25 +83,30 @@ class ChampPreviews:
     """Stage 2/3 previews: a short video sampled with the current weights on one fixed item.
 
     Args:
-        item: a stage-2 item (``reference``, ``target``, ``features``: frames spread over the music
-            window are sampled) or a stage-3 item (``reference``, ``frames``, ``features``: the clip).
+        item: a stage-3 item (``reference``, ``frames``, ``features``: its clip is sampled) or a stage-2
+            item (``reference``, ``target``, ``features``, ``frame``: the consecutive frames of its music
+            window around the target are sampled; the real row shows the target in its column).
         every: steps between previews (0 = none).
         output_dir: the run folder (videos go to ``previews/``).
         fps: frame rate of the written video (the data's).
         motion_modules: sample with the motion modules (stage 3) or frame by frame (stage 2).
-        num_steps: DDIM steps (few: a preview, not a result); guidance_scale: CFG (Champ: 3.5).
+        num_steps: DDIM steps (few: a preview, not a result); guidance_scale: CFG (Champ's).
         max_frames: frames in a preview.
+
+    A preview that fails (out of memory at full size, a full disk) is logged and skipped: it never
+    stops the training run (under DDP the other processes would wait for this one forever).
     """
 
     def __init__(self, item: Mapping[str, torch.Tensor], every: int, output_dir: Path, fps: float,
-                 motion_modules: bool, num_steps: int = 10, guidance_scale: float = 3.5, max_frames: int = 8):
+                 motion_modules: bool, num_steps: int = 10, guidance_scale: float = CHAMP_GUIDANCE_SCALE,
+                 max_frames: int = 8) -> None:
         self.item, self.every, self.output_dir, self.fps = dict(item), every, Path(output_dir), fps
         self.motion_modules, self.num_steps, self.guidance_scale = motion_modules, num_steps, guidance_scale
         self.max_frames = max_frames
         self._warned = False
 
     def _due(self, trainer: Trainer) -> bool:
-        if self.every <= 0 or trainer.step % self.every or trainer.config.log_dir is None:
+        if not preview_due(trainer, self.every):
             return False
         if trainer.sharded:
             if not self._warned and trainer.accelerator.is_main_process:
@@ -109,8 +117,15 @@ class ChampPreviews:
 
     @torch.no_grad()
     def __call__(self, trainer: Trainer) -> None:
+        """At a due step, on the main process: sample, log the film strip, write the mp4; never raises."""
         if not self._due(trainer):
             return
+        try:
+            self._preview(trainer)
+        except Exception as e:                     # noqa: BLE001 - a preview must not end the run
+            LOG.warning("preview at step %d skipped: %s: %s", trainer.step, type(e).__name__, e)
+
+    def _preview(self, trainer: Trainer) -> None:
         module: "ChampStageModule" = trainer.unwrapped
         was_training = module.training
         module.eval()
@@ -121,9 +136,10 @@ class ChampPreviews:
         strip = torch.cat([torch.cat(list(generated), dim=1), torch.cat(list(real), dim=1)], dim=0)  # (2H, nW, 3)
         if trainer.writer is not None:
             trainer.writer.add_image("preview/video", strip, trainer.step, dataformats="HWC")
+            trainer.writer.add_image("preview/reference", self.item["reference"].float(), trainer.step)
         folder = self.output_dir / PREVIEW_DIR
         folder.mkdir(parents=True, exist_ok=True)
-        writer = open_video_writer(folder / f"step_{trainer.step:08d}.mp4", self.fps)
+        writer = open_video_writer(folder / f"{step_dir_name(trainer.step)}.mp4", self.fps)
         try:
             writer.write(generated)
         except BaseException:
@@ -132,27 +148,33 @@ class ChampPreviews:
         writer.close()
 
     def sample(self, module: "ChampStageModule", device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(generated, real)`` frames ``(n, H, W, 3)`` in [0, 1] on the CPU (real: the clip's frames; for a
-        stage-2 item, which holds one target frame, the reference and the target, then black)."""
+        """``(generated, real)`` frames ``(n, H, W, 3)`` in [0, 1] on the CPU, column for column (real: the clip's
+        frames; for a stage-2 item, which holds one real frame, the target in its column and black elsewhere)."""
         item: Batch = {k: v[None].to(device) for k, v in self.item.items()}
         reference = item["reference"].float()                                      # (1, 3, H, W)
         height, width = reference.shape[-2:]
         guidance = module.m2penc(module.m2penc_features(item)).guidance              # (1, C, L, G, G)
         length = guidance.shape[2]
         n = min(self.max_frames, length)
-        rows = torch.linspace(0, length - 1, n).round().long().to(guidance.device) if "target" in item \
-            else torch.arange(n, device=guidance.device)
-        guidance_fea = module.guidance_fea(guidance[:, :, rows], height, width)     # (1, C0, n, h, w)
+        first = 0
+        if "target" in item:                      # consecutive frames around the target, inside the window
+            first = min(max(0, int(item["frame"]) - n // 2), length - n)
+        guidance_fea = module.guidance_fea(guidance[:, :, first:first + n], height, width)  # (1, C0, n, h, w)
         champ = module.champ
         state = reference_state_from_latents(champ, encode_image_latents(champ, reference),
                                              encode_clip_image(champ, reference), torch.float32)
         generator = torch.Generator(device).manual_seed(0)
         latents = sample_video(champ, state, guidance_fea, self.num_steps, self.guidance_scale, generator,
                                context_size=n, context_overlap=0, motion_modules=self.motion_modules)
-        generated = decode_latents(champ.vae, latents)                             # (n, H, W, 3)
+        generated = decode_latents(champ.vae, latents).clamp(0, 1)                 # (n, H, W, 3)
         if "frames" in item:
             real = item["frames"][0, :n].permute(0, 2, 3, 1).float().cpu()
         else:
-            real = torch.cat([item["reference"], item["target"]]).permute(0, 2, 3, 1).float().cpu()
-            real = torch.cat([real, real.new_zeros((max(0, n - 2), *real.shape[1:]))])[:n]
-        return generated.clamp(0, 1), real
+            real = torch.zeros_like(generated)
+            real[int(item["frame"]) - first] = item["target"][0].permute(1, 2, 0).float().cpu()
+        return generated, real
+
+
+def preview_due(trainer: Trainer, every: int) -> bool:
+    """Whether a preview is due at the trainer's step (TensorBoard on, every ``every`` > 0 steps)."""
+    return every > 0 and trainer.step % every == 0 and trainer.config.log_dir is not None

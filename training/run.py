@@ -112,7 +112,7 @@ def checkpoint_to_resume(config: RunConfig, out: Path) -> Optional[Path]:
 
 def run_on_engine(config: RunConfig, stage: str, module: nn.Module, loss_fn: LossFn,
                   batches: Callable[[int, int], BatchesFn], export: ExportFn, *, num_items: int, total_steps: int,
-                  extra_state: Optional[Mapping[str, Any]] = None,
+                  export_prefixes: Optional[tuple[str, ...]] = None, extra_state: Optional[Mapping[str, Any]] = None,
                   targets: Optional[nn.Module] = None, control: RunControl = NO_CONTROL,
                   callbacks: Optional[Mapping[str, list[Callback]]] = None,
                   main_callbacks: Optional[Mapping[str, list[Callback]]] = None,
@@ -123,6 +123,8 @@ def run_on_engine(config: RunConfig, stage: str, module: nn.Module, loss_fn: Los
         stage: the stage's name (``stage1``...), in file names, logs and provenance.
         batches: ``(rank, world_size) -> batches(start_step)`` for this process.
         export: writes the weights files from the final whole state dict (the EMA when ``ema_decay > 0``).
+        export_prefixes: the module prefixes ``export`` reads (``None``: the whole state dict); only those are
+            gathered.
         num_items, total_steps: the data size (for the log) and optimizer steps of the run.
         targets: a frozen helper module to move to the training device (Champ's guidance encoders).
         callbacks: trainer callbacks on every process (they may run collectives, e.g. a sharded forward);
@@ -160,7 +162,8 @@ def run_on_engine(config: RunConfig, stage: str, module: nn.Module, loss_fn: Los
              num_items, total_steps, config.batch_size, state.num_processes, config.sharding, trainer.device,
              config.mixed_precision)
     trainer.run()
-    weights = trainer.full_state_dict(ema=config.ema_decay > 0)           # every process: gathering is collective
+    # every process takes part (gathering is collective); the main process gets the tensors
+    weights = trainer.full_state_dict(ema=config.ema_decay > 0, prefixes=export_prefixes)
     outputs: list[Path] = []
     if main:
         provenance = {"m2pdance.training": json.dumps({"stage": stage, "steps": trainer.step,

@@ -13,14 +13,15 @@ the device.
 
 Units: the model may say which sub-modules to shard on their own (``model.fsdp_units()``, e.g. the
 U-Nets' down/mid/up blocks, so only one block's full weights exist at a time); everything else is
-gathered with the root. Modules called other than through ``forward`` (the VAE's ``encode``) must
-stay with the root, whose forward gathers them. FSDP gathers a unit again for its backward when a
-gradient reaches the unit's *outputs*; a unit whose gradient arrives through a side channel (the
-ReferenceNet's blocks: through the reference bank their attention writes) must stay gathered from
-its forward to its backward (``reshard_after_forward=False``).
+gathered with the root. A unit called through another method than ``forward`` (the VAE's
+``encode``) names it, so FSDP gathers it for that call too. FSDP gathers a unit again for its
+backward when a gradient reaches the unit's *outputs*; a unit whose gradient arrives through a side
+channel (the ReferenceNet's blocks, when trained: through the reference bank their attention
+writes) must stay gathered from its forward to its backward (``reshard_after_forward=False``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable
 
 import torch
@@ -28,9 +29,22 @@ from torch import nn
 
 #: How the engine replicates or shards the model over processes.
 SHARDING = ("ddp", "fsdp")
-#: ``(sub-module, reshard_after_forward)``: a sub-module sharded as its own FSDP unit, and whether its
-#: gathered weights are freed after its forward (``False``: kept until its backward).
-FSDPUnit = tuple[nn.Module, bool]
+
+
+@dataclass(frozen=True)
+class FSDPUnit:
+    """A sub-module sharded as its own FSDP unit.
+
+    Attributes:
+        module: the sub-module.
+        reshard_after_forward: free its gathered weights after its forward (``False``: keep them until
+            its backward, for gradients that do not come back through its outputs).
+        methods: other methods than ``forward`` that run it (e.g. ``("encode",)``), gathered likewise.
+    """
+
+    module: nn.Module
+    reshard_after_forward: bool = True
+    methods: tuple[str, ...] = ()
 
 
 def fsdp_units(model: nn.Module) -> list[FSDPUnit]:
@@ -46,11 +60,13 @@ def shard_model(model: nn.Module, device: torch.device, num_processes: int,
     Returns the same module object (FSDP2 swaps its class); its parameters are ``DTensor`` shards.
     """
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
     mesh = init_device_mesh(device.type, (num_processes,))
-    for unit, reshard_after_forward in units:
-        fully_shard(unit, mesh=mesh, reshard_after_forward=reshard_after_forward)
+    for unit in units:
+        fully_shard(unit.module, mesh=mesh, reshard_after_forward=unit.reshard_after_forward)
+        for method in unit.methods:
+            register_fsdp_forward_method(unit.module, method)
     fully_shard(model, mesh=mesh)
     return model
 

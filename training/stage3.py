@@ -115,8 +115,9 @@ class Stage3Module(ChampStageModule):
             raise InputError(f"M2PEnc predicts guidance {tuple(guidance.shape)} but the target is "
                              f"{tuple(target.shape)}: the channels must be those of Champ's guidance encoders")
         # maps of another size than 8 x M2PEnc's grid (the paper's 640 px: an 80-grid target) are compared on
-        # M2PEnc's grid, bilinearly resampled, as inference resamples M2PEnc's guidance to the latent grid
-        target = resize_guidance(target, tuple(guidance.shape[-2:]))
+        # M2PEnc's grid, bilinearly resampled with antialiasing (inference resamples M2PEnc's guidance to the
+        # latent grid the other way)
+        target = resize_guidance(target, tuple(guidance.shape[-2:]), antialias=True)
         l_guid = guidance_loss(guidance.float(), target)
         guidance_fea = self.guidance_fea(guidance, height, width)
 

@@ -22,8 +22,8 @@ Why each piece is here:
   adds dynamic loss scaling (``torch.amp.GradScaler``). Accelerate's own mixed-precision switch is
   process-global; autocast here is per trainer.
 * **Resume must be exact.** A checkpoint is a folder ``step_0000100/`` holding
-  ``model.safetensors`` (the trained parameters and the model's buffers), ``optimizer.safetensors``
-  (AdamW moments), ``ema.safetensors`` (when EMA is on), ``rng_rank<r>.safetensors`` (each
+  ``model.safetensors`` (the trained parameters and the model's buffers, whole), ``optimizer.safetensors``
+  (AdamW moments; sharded runs: each process's shard in ``optimizer_rank<r>.safetensors``), ``ema.safetensors`` (when EMA is on), ``rng_rank<r>.safetensors`` (each
   process's torch CPU/CUDA generator states) and ``trainer_state.json`` (step, optimizer
   hyper-parameters, LR schedule and loss-scaler state, caller's extra JSON). No pickles, so a
   checkpoint can never run code when loaded. Data order is the caller's pure function of the
@@ -47,7 +47,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -264,7 +264,8 @@ class Trainer:
             ``grad_norm``, ``seconds``).
         last_checkpoint: folder of the newest checkpoint written or resumed from.
         accelerator: the :class:`accelerate.Accelerator` (``is_main_process``, ``num_processes`` ...).
-        model: the model as trained (DDP-wrapped when distributed); :attr:`unwrapped` is the module itself.
+        model: the model as trained (DDP-wrapped, or FSDP-sharded in place, when distributed); :attr:`unwrapped`
+            is the module itself.
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, batches: BatchesFn, config: TrainerConfig,
@@ -344,9 +345,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, torch.Tensor] = {}
         for k, batch in enumerate(micro):
+            # DDP syncs only the last micro-batch; FSDP reduce-scatters every one, so the accumulated gradients
+            # stay sharded (skipping the sync would keep whole fp32 gradients on every process between micro-batches)
             sync = k == len(micro) - 1
-            if self.sharded:
-                self.model.set_requires_gradient_sync(sync)
             with (nullcontext() if sync or self.sharded else self.accelerator.no_sync(self.model)):
                 with self._autocast():
                     losses = self.loss_fn(self.model, batch_to(batch, self.device))
@@ -402,16 +403,35 @@ class Trainer:
         for name, p in trainable_parameters(self.unwrapped):
             self.ema[name].mul_(decay).add_(p.detach().float(), alpha=1.0 - decay)
 
-    def full_state_dict(self, ema: bool = False) -> dict[str, torch.Tensor]:
-        """The model's whole state dict, on the CPU; with ``ema`` the trained parameters are their EMA.
+    def full_state_dict(self, ema: bool = False, prefixes: Optional[Sequence[str]] = None) -> dict[str, torch.Tensor]:
+        """The model's whole state dict on the CPU of the main process (``{}`` elsewhere).
 
-        Every process must call it (sharded parameters are gathered), in the same order.
+        Args:
+            ema: the trained parameters are their EMA.
+            prefixes: only the entries under these module prefixes (``("m2penc.",)``); ``None``: all.
+
+        Every process must call it (sharded tensors are gathered one at a time, so no process ever
+        holds more than one whole tensor beyond its shards; only the main process keeps them).
         """
-        state = {k: full(v.detach()).cpu().clone() for k, v in self.unwrapped.state_dict().items()}
-        if ema:
-            for name, value in (self.ema or {}).items():
-                state[name] = full(value).cpu().to(state[name].dtype)
-        return state
+        state = self.unwrapped.state_dict()
+        names = [k for k in state if prefixes is None or k.startswith(tuple(prefixes))]
+        averaged = self.ema if ema and self.ema is not None else {}
+        return self._gather({k: averaged.get(k, state[k]).detach() for k in names},
+                            {k: state[k].dtype for k in names})
+
+    def _gather(self, tensors: Mapping[str, torch.Tensor],
+                dtypes: Optional[Mapping[str, torch.dtype]] = None) -> dict[str, torch.Tensor]:
+        """Whole CPU copies of ``tensors`` on the main process, ``{}`` on the others (collective when sharded)."""
+        main = self.accelerator.is_main_process
+        if not (main or self.sharded):
+            return {}
+        out: dict[str, torch.Tensor] = {}
+        for name, value in tensors.items():
+            whole = full(value)                                 # every process, same order, when sharded
+            if main:
+                out[name] = whole.to("cpu", (dtypes or {}).get(name, whole.dtype), copy=True).contiguous()
+            del whole
+        return out
 
     def run(self) -> int:
         """Train from the current step to ``max_steps``; returns the final step.
@@ -514,15 +534,15 @@ class Trainer:
         acc.wait_for_everyone()
         try:
             save_file(_rng_tensors(), str(tmp / f"rng_rank{acc.process_index}.safetensors"))
+            optimizer_tensors, optimizer_meta = _optimizer_to_files(self.optimizer)
             if self.sharded:                        # each process's optimizer shard; gathering it would cost a replica
-                tensors, _ = _optimizer_to_files(self.optimizer)
-                save_file(tensors, str(tmp / f"optimizer_rank{acc.process_index}.safetensors"))
-            weights = ema = None
-            if self.sharded or acc.is_main_process:     # gathering is collective
-                weights = self._model_tensors()
-                ema = None if self.ema is None else {k: full(v).cpu().contiguous() for k, v in self.ema.items()}
+                save_file(optimizer_tensors, str(tmp / f"optimizer_rank{acc.process_index}.safetensors"))
+            state = self.unwrapped.state_dict()
+            weights = self._gather({k: state[k].detach() for k in self._saved_names()})
+            ema = None if self.ema is None else self._gather(self.ema)
             if acc.is_main_process:
-                self._write_state(tmp, weights, ema)
+                self._write_state(tmp, weights, ema, None if self.sharded else optimizer_tensors, optimizer_meta)
+            del state, optimizer_tensors
             acc.wait_for_everyone()
             if acc.is_main_process:
                 _fsync_folder(tmp)
@@ -533,7 +553,8 @@ class Trainer:
                 os.replace(tmp, final)
                 payload = json.dumps({"checkpoint": final.name, "step": self.step}).encode()
                 atomic_write(root / LATEST_FILE, lambda p: Path(p).write_bytes(payload))
-                shutil.rmtree(replaced, ignore_errors=True)
+                for aside in root.glob(".step_*.replaced"):         # this one, and any a crash left behind
+                    shutil.rmtree(aside, ignore_errors=True)
                 self._prune(final)
         except BaseException:
             if acc.is_main_process:
@@ -544,34 +565,33 @@ class Trainer:
         self._trigger("on_checkpoint", final)
         return final
 
-    def _write_state(self, folder: Path, weights: dict[str, torch.Tensor],
-                     ema: Optional[dict[str, torch.Tensor]]) -> None:
+    def _write_state(self, folder: Path, weights: dict[str, torch.Tensor], ema: Optional[dict[str, torch.Tensor]],
+                     optimizer_tensors: Optional[dict[str, torch.Tensor]], optimizer_meta: dict[str, Any]) -> None:
+        """The main process's files: model, EMA, the unsharded optimizer state (``None`` when sharded), the JSON."""
         save_file(weights, str(folder / "model.safetensors"), metadata={"step": str(self.step)})
-        optimizer_tensors, optimizer_meta = _optimizer_to_files(self.optimizer)
-        if not self.sharded:
+        if optimizer_tensors is not None:
             save_file(optimizer_tensors, str(folder / "optimizer.safetensors"))
         if ema is not None:
             save_file(ema, str(folder / "ema.safetensors"))
         state = {"format": CHECKPOINT_FORMAT, "step": self.step, "seed": self.config.seed,
-                 "processes": self.accelerator.num_processes, "sharding": "fsdp" if self.sharded else "ddp",
+                 "processes": self.accelerator.num_processes, "sharding": self.sharding,
                  "trained": self.trained_names,
                  "optimizer": optimizer_meta, "lr_schedule": _plain(self.lr_schedule.state_dict()),
                  "scaler": None if self.scaler is None else _plain(self.scaler.state_dict()),
                  "metrics": self.metrics, "extra": self.extra_state}
         (folder / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
 
-    def _model_tensors(self) -> dict[str, torch.Tensor]:
-        """The trained parameters and every buffer, whole (frozen parameters come from their own weights files)."""
+    def _saved_names(self) -> list[str]:
+        """What ``model.safetensors`` holds: the trained parameters and every buffer (frozen parameters come
+        from their own weights files)."""
         trained = set(self.trained_names)
         params = {n for n, _ in self.unwrapped.named_parameters()}
-        return {k: full(v.detach()).cpu().contiguous() for k, v in self.unwrapped.state_dict().items()
-                if k in trained or k not in params}
+        return [k for k in self.unwrapped.state_dict() if k in trained or k not in params]
 
-    def _saved_names(self) -> set[str]:
-        """The names :meth:`_model_tensors` writes (without gathering anything)."""
-        trained = set(self.trained_names)
-        params = {n for n, _ in self.unwrapped.named_parameters()}
-        return {k for k in self.unwrapped.state_dict() if k in trained or k not in params}
+    @property
+    def sharding(self) -> str:
+        """``fsdp`` when the parameters are shards, else ``ddp`` (also for one process)."""
+        return "fsdp" if self.sharded else "ddp"
 
     @torch.no_grad()
     def _load_model_tensors(self, weights: Mapping[str, torch.Tensor], source: Path) -> None:
@@ -610,10 +630,9 @@ class Trainer:
         """Restore model, optimizer, schedule, scaler, EMA, step and RNG state; returns the checkpoint folder."""
         folder = resolve_checkpoint(path)
         state = read_checkpoint_state(folder)
-        sharding = "fsdp" if self.sharded else "ddp"
-        if state.get("sharding", "ddp") != sharding:
+        if state.get("sharding", "ddp") != self.sharding:
             raise TrainingError(f"{folder} was written with sharding {state.get('sharding', 'ddp')!r}; resume it "
-                                f"with the same sharding (now {sharding!r})")
+                                f"with the same sharding (now {self.sharding!r})")
         if int(state.get("processes", 1)) != self.accelerator.num_processes:
             raise TrainingError(f"{folder} was written by {state.get('processes')} process(es); resume it with the "
                                 f"same number (now {self.accelerator.num_processes}) to continue exactly")
@@ -621,7 +640,7 @@ class Trainer:
             raise TrainingError(f"{folder} trained other parameters than this model trains; resume with the same "
                                 "stage and model settings")
         weights = load_file(str(folder / "model.safetensors"), device="cpu")
-        expected = self._saved_names()
+        expected = set(self._saved_names())
         if set(weights) != expected:
             raise TrainingError(f"{folder / 'model.safetensors'} holds other tensors than this model "
                                 f"({sorted(set(weights) ^ expected)[:5]} ...)")
@@ -658,8 +677,11 @@ class Trainer:
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         for index, entry in state["state"].items():
             param = params[int(index)]
-            for name, value in entry.items():
-                if isinstance(value, torch.Tensor) and is_sharded(param) and value.shape == local(param).shape:
+            for name, value in entry.items():              # AdamW's moments (exp_avg, exp_avg_sq), not its step
+                if name != "step" and isinstance(value, torch.Tensor) and is_sharded(param):
+                    if value.shape != local(param).shape:
+                        raise TrainingError(f"optimizer state {name} of parameter {index} is {tuple(value.shape)}, "
+                                            f"this process's shard {tuple(local(param).shape)}")
                     entry[name] = local_like(value, param)
         return state
 

@@ -128,6 +128,18 @@ class _VideoClips(Dataset):
         """One video frame ``(3, S, S)`` float32 in [0, 1]."""
         return _images(self._read(segment, ("video",), index, index + 1)["video"])[0]
 
+    def _reference_rng(self, index: int, draw: Optional[int]) -> np.random.Generator:
+        """The generator of item ``index``'s reference: a function of ``(seed, index)``, and of the draw if given."""
+        return np.random.default_rng((self.seed, index) if draw is None else (self.seed, index, draw))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.seeded_item(index, None)
+
+    def seeded_item(self, index: int, draw: Optional[int]) -> dict[str, torch.Tensor]:
+        """Item ``index`` with its reference frame drawn by ``draw`` (the sample's seed while training: a
+        new reference at every visit of the item; ``None``: the item's fixed one)."""
+        raise NotImplementedError
+
 
 def _pick_outside(rng: np.random.Generator, frames: int, lo: int, hi: int) -> int:
     """A frame of ``[0, frames)`` outside ``[lo, hi)``, uniformly; any frame if there is none outside."""
@@ -180,7 +192,7 @@ class Stage2Pairs(_VideoClips):
         """
         segment, target = self.locate(index)
         frames = self._segments[segment].frames
-        rng = np.random.default_rng((self.seed, index) if draw is None else (self.seed, index, draw))
+        rng = self._reference_rng(index, draw)
         gap = self.min_gap if target - self.min_gap >= 0 or target + self.min_gap < frames else 1
         reference = _pick_outside(rng, frames, max(0, target - gap + 1), min(frames, target + gap))
         return reference
@@ -192,11 +204,7 @@ class Stage2Pairs(_VideoClips):
         start = min(max(0, target - self.window_frames // 2), frames - self.window_frames)
         return start, target - start
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.seeded_item(index, None)
-
     def seeded_item(self, index: int, draw: Optional[int]) -> dict[str, torch.Tensor]:
-        """Item ``index`` with its reference drawn by ``draw`` (see :meth:`reference_frame`)."""
         index = int(index)
         segment, target = self.locate(index)
         start, frame = self.window(index)
@@ -243,14 +251,10 @@ class Stage3Clips(_VideoClips):
     def reference_frame(self, index: int, draw: Optional[int] = None) -> int:
         """Frame of the reference of item ``index`` in its segment: a function of ``(seed, index, draw)``."""
         segment, start = self.locate(index)
-        rng = np.random.default_rng((self.seed, index) if draw is None else (self.seed, index, draw))
+        rng = self._reference_rng(index, draw)
         return _pick_outside(rng, self._segments[segment].frames, start, start + self.num_frames)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.seeded_item(index, None)
-
     def seeded_item(self, index: int, draw: Optional[int]) -> dict[str, torch.Tensor]:
-        """Item ``index`` with its reference drawn by ``draw`` (see :meth:`reference_frame`)."""
         index = int(index)
         segment, start = self.locate(index)
         raw = self._read(segment, ("video", "features", *self.target_fields), start, start + self.num_frames)

@@ -45,14 +45,19 @@ class ReferenceWrite:
         bank: filled by the pass.
         detach: store the inputs detached (inference); ``False`` keeps the autograd graph so a
             loss on the denoiser trains the ReferenceNet.
+        closed: set after the pass; a closed writer stores nothing (a gradient-checkpointing
+            recomputation of the ReferenceNet in the backward pass must not replace the bank the
+            denoiser has read).
     """
 
     def __init__(self, dtype: torch.dtype = torch.float16, detach: bool = True) -> None:
         self.dtype, self.detach = dtype, detach
         self.bank: dict[str, torch.Tensor] = {}
+        self.closed = False
 
     def __repr__(self) -> str:
-        return f"ReferenceWrite(dtype={self.dtype}, detach={self.detach}, blocks={sorted(self.bank)})"
+        return (f"ReferenceWrite(dtype={self.dtype}, detach={self.detach}, closed={self.closed}, "
+                f"blocks={sorted(self.bank)})")
 
 
 @dataclass
@@ -109,7 +114,7 @@ class ReferenceAttnProcessor:
         reference: ReferenceContext = None,
     ) -> torch.Tensor:
         """``hidden_states``: ``(N, L, C)`` = ``norm1(x)``; returns the attention output ``(N, L, C)``."""
-        if isinstance(reference, ReferenceWrite):
+        if isinstance(reference, ReferenceWrite) and not reference.closed:
             stored = hidden_states.detach() if reference.detach else hidden_states
             reference.bank[self.block_path] = stored.to(reference.dtype)
         if not isinstance(reference, ReferenceRead):

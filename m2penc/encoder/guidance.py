@@ -24,15 +24,19 @@ def latent_size_for(height: int, width: int) -> tuple[int, int]:
     return height // VAE_SCALE_FACTOR, width // VAE_SCALE_FACTOR
 
 
-def resize_guidance(guidance: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``(B, C, F, H, W) -> (B, C, F, h, w)`` by bilinear resampling of every frame."""
+def resize_guidance(guidance: torch.Tensor, size: tuple[int, int], antialias: bool = False) -> torch.Tensor:
+    """``(B, C, F, H, W) -> (B, C, F, h, w)`` by bilinear resampling of every frame.
+
+    ``antialias``: low-pass first when shrinking (``F.interpolate``'s antialias), for targets
+    brought down to a coarser grid; upsampling is unaffected.
+    """
     if guidance.ndim != 5:
         raise InputError(f"guidance must be (B, C, F, H, W), got {tuple(guidance.shape)}")
     if tuple(guidance.shape[-2:]) == tuple(size):
         return guidance
     b = guidance.shape[0]
     frames = rearrange(guidance, "b c f h w -> (b f) c h w")
-    frames = F.interpolate(frames, size=size, mode="bilinear", align_corners=False)
+    frames = F.interpolate(frames, size=size, mode="bilinear", align_corners=False, antialias=antialias)
     return rearrange(frames, "(b f) c h w -> b c f h w", b=b)
 
 

@@ -108,7 +108,7 @@ def test_condition_dropout_and_guidance_targets_from_maps() -> None:
         target = rearrange(targets(big), "b f c h w -> b c f h w")
         assert target.shape[-1] == 32
         resized = torch.nn.functional.interpolate(rearrange(target, "b c f h w -> (b f) c h w"), size=(16, 16),
-                                                  mode="bilinear", align_corners=False)
+                                                  mode="bilinear", align_corners=False, antialias=True)
         want = guidance_loss(m2penc(batch["features"]).guidance,
                              rearrange(resized, "(b f) c h w -> b c f h w", b=1))
         torch.testing.assert_close(e["l_guid"], want)
