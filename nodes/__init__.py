@@ -6,6 +6,7 @@ Registration happens in one place, :class:`M2PDanceExtension`; node ids carry th
 from comfy_api.latest import ComfyExtension, io
 
 from . import _comfy
+from .animator_nodes import PoseVideoForAnimator
 from .champ_nodes import ChampReferenceUNet, LoadChamp, PoseDrivenGuidance
 from .dance_sampler import SegmentedDanceSampler
 from .eval_nodes import BeatAlignment
@@ -20,7 +21,7 @@ NODES: list[type[io.ComfyNode]] = [
     LoadMusic, LoadJukebox, JukeboxEncode, LoadM2PEnc, M2PEncGuidanceNode,
     LoadChamp, ChampReferenceUNet, PoseDrivenGuidance, SegmentedDanceSampler, VideoCombine,
     LoadMotion, RenderPoseMaps, SaveMotion, LoadEDGE, MusicToMotionEDGE, BeatChoreographer,
-    BeatAlignment,
+    BeatAlignment, PoseVideoForAnimator,
 ]
 
 

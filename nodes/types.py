@@ -13,6 +13,6 @@ ChampModel = io.Custom("CHAMP_MODEL")  # ReferenceNet + denoising 3D U-Net + gui
 ChampVAE = io.Custom("M2P_VAE")  # diffusers AutoencoderKL (SD-1.5 / sd-vae-ft-mse)
 ChampClipVision = io.Custom("M2P_CLIP_VISION")  # CLIPVisionModelWithProjection (sd-image-variations)
 Reference = io.Custom("M2P_REFERENCE")  # encoded reference: latent, CLIP embeds, ReferenceNet input
-PoseKeypoint = io.Custom("POSE_KEYPOINT")  # comfyui_controlnet_aux layout, one dict per frame
+PoseKeypoint = io.Custom("POSE_KEYPOINT")  # core SDPose + controlnet_aux layout (m2penc/pose/pose_keypoint.py), one dict per frame
 Motion = io.Custom("M2P_MOTION")  # m2penc.motion.SMPLMotion: SMPL poses (N, 24, 3), root path (N, 3), fps
 EDGEModel = io.Custom("M2P_EDGE_MODEL")  # m2penc.motion.edge.EDGEModelBundle: EDGE denoiser + normalizer + config

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 
-from comfy_api.latest import InputImpl, io, ui
+from comfy_api.latest import InputImpl, Types, io, ui
 
 from ..m2penc.timeline import DEFAULT_FPS
 from ..m2penc.video import FORMATS, VideoWriter
@@ -25,6 +26,17 @@ def _output_path(prefix: str, suffix: str) -> tuple[str, str, str]:
         if not os.path.exists(path):
             return path, filename, subfolder
         counter += 1
+
+
+def _video(fmt, path: str, images, fps: float, audio):
+    """The VIDEO output, a ``VideoInput`` core's video nodes take (SaveVideo, GetVideoComponents).
+
+    mp4 and webm: the file written (it holds the music; SaveVideo copies its streams). gif (no audio,
+    frame delays in 1/100 s) and png (a folder, no container): the frames, fps and music as core's
+    CreateVideo makes them, so the music and the exact rate still reach core's nodes."""
+    if fmt.audio_codec is not None:
+        return InputImpl.VideoFromFile(str(path))
+    return InputImpl.VideoFromComponents(Types.VideoComponents(images=images, audio=audio, frame_rate=Fraction(fps)))
 
 
 class VideoCombine(io.ComfyNode):
@@ -49,7 +61,10 @@ class VideoCombine(io.ComfyNode):
                                 tooltip="Output path under ComfyUI's output folder."),
                 io.Audio.Input("audio", optional=True, tooltip="Music to mux in, from its first sample."),
             ],
-            outputs=[io.String.Output(display_name="filename"), io.Video.Output(display_name="video")],
+            outputs=[io.String.Output(display_name="filename"),
+                     io.Video.Output(display_name="video",
+                                     tooltip="For core's SaveVideo / GetVideoComponents: the file (mp4, webm), or "
+                                             "the frames with fps and music (gif, png).")],
         )
 
     @classmethod
@@ -67,6 +82,6 @@ class VideoCombine(io.ComfyNode):
             for start in range(0, images.shape[0], WRITE_BATCH):
                 writer.write(images[start:start + WRITE_BATCH])
                 control.tick("write", min(start + WRITE_BATCH, images.shape[0]), images.shape[0])
-        video = None if fmt.is_sequence else InputImpl.VideoFromFile(str(writer.path))
+        video = _video(fmt, writer.path, images, fps, audio)
         shown = ui.PreviewVideo([ui.SavedResult(filename, subfolder, io.FolderType.output)])
         return io.NodeOutput(os.path.join(subfolder, filename), video, ui=shown)

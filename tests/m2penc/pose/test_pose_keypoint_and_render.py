@@ -42,8 +42,9 @@ def test_layout_matches_controlnet_aux():
     assert set(frame) == {"people", "canvas_width", "canvas_height"}
     assert (frame["canvas_width"], frame["canvas_height"]) == (W, H)
     person = frame["people"][0]
-    assert set(person) == {"pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d"}
-    assert len(person["pose_keypoints_2d"]) == 54 and person["face_keypoints_2d"] is None
+    assert set(person) == {"pose_keypoints_2d", "foot_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d",
+                           "hand_right_keypoints_2d"}   # core's layout: every array present (body only: zeros)
+    assert len(person["pose_keypoints_2d"]) == 54 and person["face_keypoints_2d"] == [0.0] * 70 * 3
     assert person["pose_keypoints_2d"][:3] == [256.0, 60.0, 1.0]
     assert pose[1]["people"][0]["pose_keypoints_2d"][12:15] == [0.0, 0.0, 0.0]  # missing -> zeros
     np.testing.assert_allclose(pose_keypoint_to_keypoints(pose)[2, :, :2], STANDING + [6, 0])
@@ -55,7 +56,7 @@ def test_wholebody_heatmaps_fill_face_and_hands():
     pose = heatmaps_to_pose_keypoint(keypoints_to_heatmaps(points, 64, 64), W, H)
     validate_pose_keypoint(pose)
     person = pose[0]["people"][0]
-    assert len(person["face_keypoints_2d"]) == 68 * 3 and len(person["hand_left_keypoints_2d"]) == 63
+    assert len(person["face_keypoints_2d"]) == 70 * 3 and len(person["hand_left_keypoints_2d"]) == 63  # 68 + 2 eyes
 
 
 def test_heatmaps_to_pose_keypoint_lands_on_canvas_pixels():

@@ -52,8 +52,29 @@ class _VideoFromFile:
             return float(container.duration / av.time_base)
 
 
+class _VideoFromComponents:
+    """Stand-in for ``InputImpl.VideoFromComponents``: a video held as frames, audio and a frame rate."""
+
+    def __init__(self, components: _VideoComponents):
+        self._components = components
+
+    def get_components(self) -> _VideoComponents:
+        """The frames ``(F, H, W, 3)``, the AUDIO dict (or ``None``) and the frame rate."""
+        return self._components
+
+    def get_dimensions(self) -> tuple[int, int]:
+        """(width, height) of the frames."""
+        images = self._components.images
+        return int(images.shape[2]), int(images.shape[1])
+
+    def get_duration(self) -> float:
+        """Frames / frame rate, in seconds."""
+        return float(self._components.images.shape[0] / self._components.frame_rate)
+
+
 class InputImpl:
     VideoFromFile = _VideoFromFile
+    VideoFromComponents = _VideoFromComponents
 
 
 class Types:
