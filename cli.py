@@ -7,23 +7,47 @@ import sys
 from typing import Optional, Sequence
 
 
+#: ``dance --smoke``: the smoke workflow's size and steps (the tiny weights make noise: a quick check of the
+#: pipeline); real weights: the paper's 512 px and Champ's 20 steps.
+SMOKE_SIZE, SMOKE_STEPS = 256, 8
+REAL_SIZE, REAL_STEPS = 512, 20
+
+
+def default_models_dir() -> str:
+    """``$COMFYUI_PATH/models`` when set, else ``./comfy_home/models`` (the demo's ComfyUI home)."""
+    import os
+
+    home = os.environ.get("COMFYUI_PATH")
+    return os.path.join(home, "models") if home else os.path.join("comfy_home", "models")
+
+
 def _add_dance_parser(sub) -> None:
     from .m2penc.jukebox.config import DEFAULT_LAYER
 
-    p = sub.add_parser("dance", help="music + photo -> dance video, streamed to a file (flat memory)")
-    p.add_argument("--music", required=True)
-    p.add_argument("--photo", required=True)
+    p = sub.add_parser("dance", help="music + photo -> dance video, streamed to a file (flat memory)",
+                       description="Music + one photo -> a video of that person dancing, written as it is made "
+                                   "(memory flat in song length), with the music muxed in. Ctrl-C or SIGTERM stop "
+                                   "it and leave no partial file.")
+    p.add_argument("--music", required=True, help="music file (wav, flac, mp3, ogg, m4a, aac)")
+    p.add_argument("--photo", required=True, help="photo of the person (png, jpg, webp); centre-cropped to the size")
     p.add_argument("--out", required=True, help="output video file (.mp4, .webm, .gif)")
-    p.add_argument("--models-dir", required=True, help="a ComfyUI models folder (see `m2pdance weights list`)")
-    p.add_argument("--smoke", action="store_true", help="use the tiny smoke weights' file names")
-    p.add_argument("--start", type=float, default=0.0)
-    p.add_argument("--duration", type=float, default=None)
-    p.add_argument("--size", type=int, default=512, help="width = height in pixels (multiple of 8)")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--layer", type=int, default=DEFAULT_LAYER, help="Jukebox layer (jukebox-feature M2PEnc only)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    p.add_argument("--models-dir", default=None,
+                   help="a ComfyUI models folder (see `m2pdance weights list`); default: $COMFYUI_PATH/models, "
+                        f"else ./comfy_home/models (here: {default_models_dir()})")
+    p.add_argument("--smoke", action="store_true",
+                   help=f"the tiny smoke weights (`m2pdance weights smoke`): noise, a quick pipeline check at "
+                        f"{SMOKE_SIZE} px and {SMOKE_STEPS} steps unless --size/--steps say otherwise")
+    p.add_argument("--start", type=float, default=0.0, help="where in the music to start, seconds (default: 0)")
+    p.add_argument("--duration", type=float, default=None, help="seconds of music to dance to (default: to the end)")
+    p.add_argument("--size", type=int, default=None,
+                   help=f"width = height in pixels, a multiple of 8 (default: {REAL_SIZE}; --smoke: {SMOKE_SIZE})")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"DDIM steps per segment (default: {REAL_STEPS}; --smoke: {SMOKE_STEPS})")
+    p.add_argument("--seed", type=int, default=0, help="the video's seed (default: 0)")
+    p.add_argument("--layer", type=int, default=DEFAULT_LAYER, help=f"Jukebox layer, jukebox-feature M2PEnc only (default: {DEFAULT_LAYER})")
+    p.add_argument("--device", default="auto", help="auto (default: CUDA if present, else CPU), cpu, cuda, cuda:1 ...")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                   help="default auto: fp16 on CUDA, fp32 on CPU")
     p.set_defaults(func=_cmd_dance)
 
 
@@ -31,26 +55,38 @@ def _cmd_dance(args) -> int:
     from pathlib import Path
 
     from .m2penc.dance import DanceOptions, DanceWeights, make_dance_video
+    from .m2penc.device import resolve_device, resolve_dtype
+    from .m2penc.progress import console_control
     from .m2penc.sampling import LongVideoOptions
     from .weights_manifest import entry
     from .weights_manifest.smoke import SMOKE_FILES
 
-    models = Path(args.models_dir)
+    models = Path(args.models_dir or default_models_dir())
+    if not models.is_dir():
+        from .m2penc.errors import InputError
+        raise InputError(f"models folder {models} does not exist: pass --models-dir (a ComfyUI models folder), "
+                         "or set COMFYUI_PATH; `m2pdance weights smoke --models-dir DIR` writes the tiny weights")
     if args.smoke:
         names = {"m2penc": SMOKE_FILES["m2penc"], "champ": SMOKE_FILES["champ"], "vae": SMOKE_FILES["vae"],
                  "clip_vision": SMOKE_FILES["clip_vision"]}
     else:
         names = {"m2penc": entry("m2penc_paper").filename, "champ": entry("champ_denoising_unet").filename,
                  "vae": entry("vae_sd_vae_ft_mse").filename, "clip_vision": entry("clip_image_encoder").filename}
+    size = args.size or (SMOKE_SIZE if args.smoke else REAL_SIZE)
+    steps = args.steps or (SMOKE_STEPS if args.smoke else REAL_STEPS)
     weights = DanceWeights(
         m2penc=models / "m2penc" / names["m2penc"], champ=models / "champ" / names["champ"],
         vae=models / "vae" / names["vae"], image_encoder=models / "clip_vision" / names["clip_vision"],
         vqvae=models / "jukebox" / entry("jukebox_vqvae").filename,
         prior=models / "jukebox" / entry("jukebox_prior_5b").filename)
-    options = DanceOptions(start=args.start, duration=args.duration, width=args.size, height=args.size,
-                           seed=args.seed, sampling=LongVideoOptions(num_steps=args.steps), layer=args.layer,
-                           device=args.device, dtype=args.dtype)
-    path = make_dance_video(args.music, args.photo, args.out, weights, options)
+    device = resolve_device(args.device)
+    options = DanceOptions(start=args.start, duration=args.duration, width=size, height=size,
+                           seed=args.seed, sampling=LongVideoOptions(num_steps=steps), layer=args.layer,
+                           device=str(device), dtype=args.dtype)
+    print(f"m2pdance dance: {size}x{size} px, {steps} steps, {device} {resolve_dtype(args.dtype, device)}, "
+          f"weights from {models}{' (smoke: noise, not a dance)' if args.smoke else ''}", file=sys.stderr)
+    with console_control() as control:
+        path = make_dance_video(args.music, args.photo, args.out, weights, options, control=control)
     print(path)
     return 0
 
@@ -119,10 +155,12 @@ def _cmd_eval_videos(args) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from .m2penc.errors import M2PDanceError
+    from .m2penc.errors import GenerationCancelled, M2PDanceError
     from .weights_manifest import cli as weights_cli
 
-    parser = argparse.ArgumentParser(prog="m2pdance", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="m2pdance", description="M2PDance's command line: weights management (weights), streaming dance "
+        "rendering (dance) and the paper's evaluation (eval aist, eval videos). Training: m2pdance-train.")
     sub = parser.add_subparsers(dest="cmd", required=True)
     weights_cli.add_parser(sub)
     _add_dance_parser(sub)
@@ -130,6 +168,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except GenerationCancelled as e:
+        print(f"cancelled: {e}", file=sys.stderr)
+        return 130
     except M2PDanceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
