@@ -17,7 +17,7 @@ from typing import Iterator
 #: Layers of the core, lowest first. A part may import its own modules and anything in a lower layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "progress", "device", "config", "timeline", "checkpoint", "safe_pickle", "reference_image",
-     "examples"),
+     "examples", "safe_names"),
     ("sampling", "video", "body", "pose"),
     ("jukebox", "motion"),
     ("audio",),

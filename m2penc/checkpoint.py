@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
@@ -38,6 +40,32 @@ def _require_file(path: Path) -> None:
         raise WeightsNotFoundError(f"weights file not found: {path}")
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|GLOBAL) ([\w.]+)")
+
+
+def carries_code(error: BaseException) -> bool:
+    """True if ``torch.load(weights_only=True)`` refused the file because its pickle needs code."""
+    return isinstance(error, pickle.UnpicklingError) and "weights only load failed" in str(error).lower()
+
+
+def _read_failure(path: Path, error: BaseException) -> str:
+    """One short message (file, what is wrong, what to do) for a weights file torch could not read.
+
+    torch's own text (ANSI codes, advice to set ``weights_only=False``) is not repeated.
+    """
+    if carries_code(error):
+        found = _GLOBAL.search(_ANSI.sub("", str(error)))
+        what = f" (it names {found.group(1)})" if found else ""
+        return (f"{path.name}: this file holds Python objects besides tensors{what}, which would run code "
+                "when loaded; M2PDance reads weights without running code and will not load it. Get the "
+                "file from the source `m2pdance weights list` names, or a .safetensors version of it.")
+    detail = _ANSI.sub("", str(error)).strip().splitlines()
+    detail = (detail[0][:160] if detail else "")
+    return (f"{path.name}: not a readable weights file ({type(error).__name__}{': ' + detail if detail else ''}); "
+            "it may be truncated or corrupt: download it again and check it with `m2pdance weights verify`.")
+
+
 def load_state_dict(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> dict[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` or a pickled torch file, safely.
 
@@ -58,12 +86,7 @@ def load_state_dict(path: PathLike, map_location: Union[str, torch.device] = "cp
     except (WeightsError, MemoryError):
         raise
     except Exception as e:  # corrupt/truncated file, or a pickle that needs code
-        raise WeightsError(
-            f"could not read weights file {path} ({type(e).__name__}: {e}). The file may be "
-            "truncated or corrupt (re-download it and compare its size/sha256 with "
-            "`m2pdance weights verify`), or it is a pickle that needs code to load, which this "
-            "pack refuses for safety (convert it with `m2pdance weights convert`)."
-        ) from e
+        raise WeightsError(_read_failure(path, e)) from e
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -94,7 +117,14 @@ def read_config(path: PathLike, expected_kind: str) -> dict[str, Any]:
             f"{Path(path).name} holds {found}, but a {expected_kind!r} model was expected. "
             "Pick the right file for this slot (see `m2pdance weights list`)."
         )
-    return json.loads(meta[CONFIG_KEY])
+    try:
+        config = json.loads(meta[CONFIG_KEY])
+    except (KeyError, ValueError) as e:  # a damaged header: the config is missing or not JSON
+        config = e
+    if not isinstance(config, dict):
+        raise WeightsError(f"{Path(path).name}: its {CONFIG_KEY!r} metadata is missing or damaged; the file is "
+                           "corrupt: download or export it again and check it with `m2pdance weights verify`.")
+    return config
 
 
 def atomic_write(path: PathLike, write_fn) -> Path:

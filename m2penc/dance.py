@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import numpy as np
 import torch
-from PIL import Image
 
 from .audio.features import extract_music_features
 from .audio.featureset import MusicFeatures
@@ -35,7 +33,7 @@ from .encoder import M2PEnc, load_m2penc
 from .encoder.streaming import M2PEncGuidance
 from .jukebox import DEFAULT_LAYER
 from .progress import NO_CONTROL, RunControl
-from .reference_image import prepare_reference
+from .reference_image import check_photo_file, load_photo, prepare_reference
 from .sampling import LongVideoOptions
 from .sampling.plan import DEFAULT_SEGMENT_SECONDS, segment_frames_for
 from .video import VideoWriter
@@ -97,8 +95,7 @@ def load_music_features(music: PathLike, encoder: M2PEnc, weights: DanceWeights,
 
 def encode_photo(models: ChampModels, photo: PathLike, width: int, height: int) -> ReferenceState:
     """The reference photo, centre-cropped to ``width x height``, through Champ's reference path."""
-    pixels = torch.from_numpy(np.asarray(Image.open(photo).convert("RGBA"), dtype=np.float32) / 255.0)[None]
-    return encode_reference(models, prepare_reference(pixels, height, width))
+    return encode_reference(models, prepare_reference(load_photo(photo), height, width))
 
 
 def make_dance_video(music: PathLike, photo: PathLike, out: PathLike, weights: DanceWeights,
@@ -108,6 +105,7 @@ def make_dance_video(music: PathLike, photo: PathLike, out: PathLike, weights: D
     Memory stays flat however long the song: guidance is computed per segment and decoded
     frames are written as they come.
     """
+    check_photo_file(photo)  # a bad photo fails in the first second, not after the models load
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
     encoder = load_m2penc(weights.m2penc, device=device, dtype=dtype)

@@ -13,8 +13,9 @@ from typing import Optional
 import torch
 
 from ..m2penc.device import resolve_dtype
-from ..m2penc.errors import WeightsNotFoundError
+from ..m2penc.errors import InputError, WeightsNotFoundError
 from ..m2penc.progress import RunControl
+from ..m2penc.safe_names import check_name, safe_path
 
 #: Our model categories -> sub-folder of ComfyUI's ``models/``.
 MODEL_FOLDERS: dict[str, str] = {"champ": "champ", "m2penc": "m2penc", "jukebox": "jukebox", "smpl": "smpl", "edge": "edge"}
@@ -32,25 +33,79 @@ def ensure_model_folders() -> None:
             folder_paths.add_model_folder_path(name, default)
 
 
-def model_files(category: str) -> list[str]:
-    """File names (relative to the category's folders) for a loader's dropdown."""
+#: Weights file endings a loader dropdown may list (anything else, e.g. ``x.bak``, is hidden).
+WEIGHT_EXTENSIONS: tuple[str, ...] = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar")
+
+
+def model_files(category: str, extensions: tuple[str, ...] = WEIGHT_EXTENSIONS) -> list[str]:
+    """File names (relative to the category's folders) for a loader's dropdown: only names ending
+    in one of ``extensions`` (``.tar`` covers Jukebox's ``.pth.tar``)."""
     import folder_paths
 
     ensure_model_folders()
-    return folder_paths.get_filename_list(category)
+    return [f for f in folder_paths.get_filename_list(category) if f.lower().endswith(tuple(extensions))]
+
+
+def _folder_label(category: str) -> str:
+    import folder_paths
+
+    return f"models/{category} ({', '.join(folder_paths.get_folder_paths(category))})"
+
+
+def check_model_name(category: str, filename: str) -> bool | str:
+    """``validate_inputs`` helper: True, or why ``filename`` is not a safe name inside models/<category>."""
+    ensure_model_folders()
+    try:
+        check_name(filename, _folder_label(category))
+    except InputError as e:
+        return str(e)
+    return True
+
+
+def _smoke_hint(filename: str) -> str:
+    from ..weights_manifest.smoke import SMOKE_FILES
+
+    if filename.replace("\\", "/") in SMOKE_FILES.values():
+        return ("it is one of the tiny smoke-test files: write them all with `m2pdance weights smoke "
+                "--models-dir <ComfyUI>/models` (random weights, for trying the workflows only)")
+    return ""
 
 
 def model_path(category: str, filename: str, manifest_hint: str = "") -> str:
-    """Absolute path of a model file, or an error naming the file, the folders and the fix."""
+    """Absolute path of a model file, or an error naming the file, the folders and the fix.
+
+    The name goes through :func:`m2penc.safe_names.check_name` first (no ``..``, absolute paths,
+    control characters or over-long names) and the file found must not be a symlink leading out of
+    its folder.
+    """
     import folder_paths
 
     ensure_model_folders()
-    path = folder_paths.get_full_path(category, filename)
+    label = _folder_label(category)
+    relative = check_name(filename, label)
+    path = folder_paths.get_full_path(category, relative)
     if path is None:
-        folders = ", ".join(folder_paths.get_folder_paths(category))
-        hint = manifest_hint or "run `m2pdance weights list` to see what each slot expects and where to get it"
-        raise WeightsNotFoundError(f"model file {filename!r} not found in models/{category} ({folders}); {hint}.")
+        hint = (_smoke_hint(relative) or manifest_hint
+                or "run `m2pdance weights list` to see what each slot expects and where to get it")
+        raise WeightsNotFoundError(f"model file {filename!r} not found in {label}; {hint}.")
+    for root in folder_paths.get_folder_paths(category):
+        if os.path.normpath(path) == os.path.normpath(os.path.join(root, relative)):
+            return safe_path(relative, root, label)
     return path
+
+
+def input_file(name: str, what: str = "file") -> str:
+    """Path of ``name`` inside ComfyUI's input folder (or output/temp with ComfyUI's `` [output]`` /
+    `` [temp]`` suffix), refusing unsafe names (:mod:`m2penc.safe_names`) with a message naming the folder."""
+    import folder_paths
+
+    bare, base = folder_paths.annotated_filepath(name) if isinstance(name, str) else (name, None)
+    base = base or folder_paths.get_input_directory()
+    kind = {folder_paths.get_output_directory(): "output", folder_paths.get_temp_directory(): "temp"}.get(base, "input")
+    try:
+        return safe_path(bare, base, f"ComfyUI's {kind} folder ({base})")
+    except InputError as e:
+        raise InputError(f"{what}: {e}") from None
 
 
 def device() -> torch.device:

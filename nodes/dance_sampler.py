@@ -21,7 +21,7 @@ class SegmentedDanceSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="M2PDanceSegmentedSampler",
-            display_name="Segmented Dance Sampler (M2PDance)",
+            display_name="Segmented Dance Sampler",
             category=CATEGORY,
             description="Generate the dance in 5-second segments joined without seams (the paper's noise "
                         "conditioning, after UniAnimate); inside a segment Champ's 24-frame context windows "
@@ -45,8 +45,9 @@ class SegmentedDanceSampler(io.ComfyNode):
                 io.Boolean.Input("noise_prior", default=False,
                                  tooltip="Start from the reference latent diffused to t=939 (UniAnimate's long-video prior)."),
             ],
-            outputs=[io.Image.Output(display_name="frames"), io.Latent.Output(display_name="latents"),
-                     io.Float.Output(display_name="fps")],
+            outputs=[io.Image.Output(display_name="frames", tooltip="The video frames as one IMAGE batch (B = frames), for Video Combine."),
+                     io.Latent.Output(display_name="latents", tooltip="The final latents (SD-1.5 layout, frames as batch), e.g. to decode again."),
+                     io.Float.Output(display_name="fps", tooltip="Frame rate of the frames (the pose guidance's).")],
         )
 
     @classmethod

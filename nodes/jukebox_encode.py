@@ -40,24 +40,46 @@ def feature_cache() -> FeatureCache:
     return FeatureCache()
 
 
+#: Jukebox's release is ``*.pth.tar``; converted files are .safetensors (or .pth).
+JUKEBOX_EXTENSIONS = (".tar", ".safetensors", ".pth")
+
+
+def jukebox_choices(files: list[str], role: str, default: str) -> tuple[list[str], str | None]:
+    """(options, default) of one Load Jukebox dropdown, by file name alone (no file is opened).
+
+    ``role`` is ``"vqvae"`` or ``"prior"``: files whose base name contains it come first, then files
+    that name neither role (a renamed conversion may be either); files naming the *other* role are
+    left out. The default is the manifest's file name when present, else the first option, so the
+    default is always one of the options.
+    """
+    other = "prior" if role == "vqvae" else "vqvae"
+    base = {f: f.rsplit("/", 1)[-1].lower() for f in files}
+    named = [f for f in files if role in base[f]]
+    neither = [f for f in files if role not in base[f] and other not in base[f]]
+    options = named + neither
+    return options, (default if default in options else (options[0] if options else None))
+
+
 class LoadJukebox(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        files = _comfy.model_files("jukebox")
+        files = _comfy.model_files("jukebox", JUKEBOX_EXTENSIONS)
+        vqvaes, vqvae_default = jukebox_choices(files, "vqvae", entry("jukebox_vqvae").filename)
+        priors, prior_default = jukebox_choices(files, "prior", entry("jukebox_prior_5b").filename)
         return io.Schema(
             node_id="M2PDanceLoadJukebox",
-            display_name="Load Jukebox (M2PDance)",
+            display_name="Load Jukebox",
             category=CATEGORY,
             description="OpenAI Jukebox 5B (VQ-VAE + top-level prior) from models/jukebox, for 4800-d music "
                         "features. Only the prior layers up to the chosen one are loaded.",
             inputs=[
-                io.Combo.Input("vqvae", options=files, default=entry("jukebox_vqvae").filename,
+                io.Combo.Input("vqvae", options=vqvaes, default=vqvae_default,
                                tooltip="vqvae.pth.tar (or a converted .safetensors) in models/jukebox."),
-                io.Combo.Input("prior", options=files, default=entry("jukebox_prior_5b").filename,
+                io.Combo.Input("prior", options=priors, default=prior_default,
                                tooltip="prior_level_2.pth.tar (5B top-level prior, ~10 GB) in models/jukebox."),
                 dtype_input(),
             ],
-            outputs=[JukeboxModel.Output(display_name="jukebox")],
+            outputs=[JukeboxModel.Output(display_name="jukebox", tooltip="The Jukebox files and device (loaded on first use), for Jukebox Encode or Music to Motion (EDGE).")],
         )
 
     @classmethod
@@ -73,7 +95,7 @@ class JukeboxEncode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="M2PDanceJukeboxEncode",
-            display_name="Jukebox Encode (M2PDance)",
+            display_name="Jukebox Encode",
             category=CATEGORY,
             description="Per-video-frame music features: Jukebox 5B activations (the paper) or EDGE's light "
                         "35-d librosa set. Results are cached on disk by audio content, so swapping the "
@@ -89,7 +111,7 @@ class JukeboxEncode(io.ComfyNode):
                              tooltip="Video frame rate; one feature row per frame (paper: 15)."),
                 JukeboxModel.Input("jukebox", optional=True, tooltip="From Load Jukebox (jukebox backends)."),
             ],
-            outputs=[MusicFeatures.Output(display_name="music_features")],
+            outputs=[MusicFeatures.Output(display_name="music_features", tooltip="One feature row per video frame (35-d light or 4800-d Jukebox), for M2PEnc Guidance.")],
         )
 
     @classmethod
@@ -97,7 +119,7 @@ class JukeboxEncode(io.ComfyNode):
         kind, jukebox_backend = BACKENDS[backend]
         if kind == "jukebox" and jukebox is None:  # both backends read the files Load Jukebox names
             raise ValueError(f"the {backend} backend needs the Jukebox weights: connect a "
-                             "'Load Jukebox (M2PDance)' node to the jukebox input, or pick the light backend")
+                             "'Load Jukebox' node to the jukebox input, or pick the light backend")
         options = {}
         if jukebox is not None:
             options = dict(vqvae_path=jukebox.vqvae_path, prior_path=jukebox.prior_path,

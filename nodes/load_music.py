@@ -7,6 +7,8 @@ import os
 from comfy_api.latest import io
 
 from ..m2penc.audio.io import MAX_AUDIO_SECONDS, load_audio, trim_audio, validate_audio
+from ..m2penc.errors import InputError
+from . import _comfy
 
 CATEGORY = "M2PDance/music"
 #: The frontend's audio player widget. ComfyUI's frontend gives an ``audio_upload`` combo its upload
@@ -29,7 +31,7 @@ class LoadMusic(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="M2PDanceLoadMusic",
-            display_name="Load Music (M2PDance)",
+            display_name="Load Music",
             category=CATEGORY,
             description="Load the music to dance to. The dance is generated for exactly this window.",
             inputs=[
@@ -44,25 +46,35 @@ class LoadMusic(io.ComfyNode):
                                        "duration still apply."),
                 AudioPlayer.Input("audioUI", optional=True, tooltip="Player for the chosen music file."),
             ],
-            outputs=[io.Audio.Output(display_name="music")],
+            outputs=[io.Audio.Output(display_name="music", tooltip="The music window [start, start + duration) "
+                                                                         "as ComfyUI AUDIO (waveform, sample rate).")],
         )
 
     @classmethod
-    def validate_inputs(cls, audio, start, duration) -> bool | str:
-        import folder_paths
-
-        if audio and not folder_paths.exists_annotated_filepath(audio):
+    def validate_inputs(cls, audio) -> bool | str:
+        """Only ``audio`` is checked here: ComfyUI repeats a custom message once per argument this
+        method takes, and checks start/duration against their ranges itself. Unsafe names are
+        refused before anything reads the file (``fingerprint_inputs`` runs after validation)."""
+        if not audio:
+            return True
+        try:
+            path = _comfy.input_file(audio, "music file")
+        except InputError as e:
+            return str(e)
+        if not os.path.isfile(path):
             return f"music file not found in the input folder: {audio!r}; upload it or pick another file"
         return True
 
     @classmethod
     def fingerprint_inputs(cls, audio, start, duration, **_unused) -> str:
-        """Hash of the file's bytes, so replacing the file under the same name re-runs the graph."""
-        import folder_paths
-
-        path = folder_paths.get_annotated_filepath(audio)
+        """Hash of the file's bytes, so replacing the file under the same name re-runs the graph.
+        An unsafe name is never opened (validation has refused it already)."""
         digest = hashlib.sha256()
-        if os.path.isfile(path):
+        try:
+            path = _comfy.input_file(audio, "music file") if audio else ""
+        except InputError:
+            path = ""
+        if path and os.path.isfile(path):
             with open(path, "rb") as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     digest.update(block)
@@ -73,6 +85,4 @@ class LoadMusic(io.ComfyNode):
         keep = duration if duration > 0 else None
         if audio_in is not None:
             return io.NodeOutput(trim_audio(validate_audio(audio_in), start, keep))
-        import folder_paths
-
-        return io.NodeOutput(load_audio(folder_paths.get_annotated_filepath(audio), start=start, duration=keep))
+        return io.NodeOutput(load_audio(_comfy.input_file(audio, "music file"), start=start, duration=keep))

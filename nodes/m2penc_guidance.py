@@ -16,6 +16,8 @@ from .widgets import check_size, dtype_input, size_inputs
 from .types import M2PEncModel, MusicFeatures, PoseGuidance, PoseKeypoint
 
 CATEGORY = "M2PDance/pose"
+#: M2PEnc files are our self-describing safetensors (the config lives in their metadata).
+M2PENC_EXTENSIONS = (".safetensors",)
 #: Largest skeleton preview batch built in memory (float32 IMAGE), in bytes.
 MAX_PREVIEW_BYTES = 4 * 1024**3
 
@@ -25,16 +27,16 @@ class LoadM2PEnc(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="M2PDanceLoadM2PEnc",
-            display_name="Load M2PEnc (M2PDance)",
+            display_name="Load M2PEnc",
             category=CATEGORY,
             description="The Music-to-Pose Encoder from models/m2penc. The file records which music "
                         "features (jukebox or light) and frame rate it was trained on.",
             inputs=[
-                io.Combo.Input("m2penc", options=_comfy.model_files("m2penc"),
+                io.Combo.Input("m2penc", options=_comfy.model_files("m2penc", M2PENC_EXTENSIONS),
                                tooltip="M2PEnc weights (.safetensors written by m2pdance-train)."),
                 dtype_input(),
             ],
-            outputs=[M2PEncModel.Output(display_name="m2penc")],
+            outputs=[M2PEncModel.Output(display_name="m2penc", tooltip="The Music-to-Pose Encoder with its feature kind and frame rate, for M2PEnc Guidance.")],
         )
 
     @classmethod
@@ -57,7 +59,7 @@ class M2PEncGuidanceNode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="M2PDanceM2PEncGuidance",
-            display_name="M2PEnc Guidance (M2PDance)",
+            display_name="M2PEnc Guidance",
             category=CATEGORY,
             description="Music features -> pose guidance for the dance sampler, plus the predicted "
                         "keypoints (POSE_KEYPOINT) and an OpenPose skeleton preview. Guidance is "
@@ -67,10 +69,10 @@ class M2PEncGuidanceNode(io.ComfyNode):
                 M2PEncModel.Input("m2penc", tooltip="From Load M2PEnc."),
                 *size_inputs(),
             ],
-            outputs=[PoseGuidance.Output(display_name="pose_guidance"),
-                     PoseKeypoint.Output(display_name="pose_keypoint"),
-                     io.Image.Output(display_name="skeleton"),
-                     io.Float.Output(display_name="fps")],
+            outputs=[PoseGuidance.Output(display_name="pose_guidance", tooltip="Pose guidance for the Segmented Dance Sampler, computed window by window."),
+                     PoseKeypoint.Output(display_name="pose_keypoint", tooltip="Predicted OpenPose keypoints per frame (the layout core's SDPose nodes read)."),
+                     io.Image.Output(display_name="skeleton", tooltip="OpenPose skeleton preview, one image per frame."),
+                     io.Float.Output(display_name="fps", tooltip="Frame rate of the guidance (the features').")],
         )
 
     @classmethod

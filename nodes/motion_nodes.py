@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 
-import torch
 from comfy_api.latest import io, ui
 
 from ..m2penc.body import make_body
@@ -37,16 +36,8 @@ def _motion_files() -> list[str]:
 
 
 def _input_file(name: str) -> str:
-    """The input-folder file ``name``, refusing names that would leave the folder."""
-    import folder_paths
-
-    root = os.path.realpath(folder_paths.get_input_directory())
-    if not name or "\x00" in name or os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
-        raise InputError(f"unsafe motion file name {name!r}: pick a file inside ComfyUI's input folder ({root})")
-    path = os.path.realpath(os.path.join(root, name))
-    if os.path.commonpath([root, path]) != root:
-        raise InputError(f"motion file {name!r} resolves outside ComfyUI's input folder ({root}); refusing to read it")
-    return path
+    """The input-folder file ``name``, refusing unsafe names (the one check, :mod:`m2penc.safe_names`)."""
+    return _comfy.input_file(name, "motion file")
 
 
 class LoadMotion(io.ComfyNode):
@@ -74,7 +65,10 @@ class LoadMotion(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, motion) -> str:
-        path = _input_file(motion)
+        try:
+            path = _input_file(motion)
+        except InputError:
+            return f"unsafe:{motion!r}"
         stat = os.stat(path) if os.path.isfile(path) else None
         return f"{motion}:{stat.st_size if stat else 0}:{stat.st_mtime_ns if stat else 0}"
 

@@ -17,6 +17,8 @@ from .types import EDGEModel, JukeboxModel, Motion, MusicFeatures
 from .widgets import dtype_input
 
 CATEGORY = "M2PDance/motion"
+#: EDGE's release is ``checkpoint.pt`` (torch also writes .pth/.ckpt); ours are .safetensors.
+EDGE_EXTENSIONS = (".safetensors", ".pt", ".pth", ".ckpt")
 #: Longest music a motion source accepts (seconds); EDGE takes ~minutes per minute of music on CPU.
 MAX_SECONDS = 600.0
 
@@ -30,7 +32,7 @@ class LoadEDGE(io.ComfyNode):
             category=CATEGORY,
             description="EDGE (Tseng et al., CVPR 2023), the paper's music-to-dance teacher, from models/edge: "
                         "its released checkpoint.pt (read without running any code) or a converted .safetensors.",
-            inputs=[io.Combo.Input("edge", options=_comfy.model_files("edge"),
+            inputs=[io.Combo.Input("edge", options=_comfy.model_files("edge", EDGE_EXTENSIONS),
                                    tooltip="EDGE weights: checkpoint.pt from EDGE's release, or our .safetensors."),
                     dtype_input()],
             outputs=[EDGEModel.Output(display_name="edge", tooltip="EDGE denoiser, normalizer and config.")],

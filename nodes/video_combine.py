@@ -44,7 +44,7 @@ class VideoCombine(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="M2PDanceVideoCombine",
-            display_name="Video Combine (M2PDance)",
+            display_name="Video Combine",
             category=CATEGORY,
             description="Write frames as a video with the music muxed in (trimmed or padded to the video's "
                         "length). The file appears only when complete; a failed or cancelled run leaves nothing.",
@@ -61,7 +61,7 @@ class VideoCombine(io.ComfyNode):
                                 tooltip="Output path under ComfyUI's output folder."),
                 io.Audio.Input("audio", optional=True, tooltip="Music to mux in, from its first sample."),
             ],
-            outputs=[io.String.Output(display_name="filename"),
+            outputs=[io.String.Output(display_name="filename", tooltip="Path of the written file (or frames folder) under ComfyUI's output folder."),
                      io.Video.Output(display_name="video",
                                      tooltip="For core's SaveVideo / GetVideoComponents: the file (mp4, webm), or "
                                              "the frames with fps and music (gif, png).")],

@@ -77,9 +77,11 @@ def _normalise(value):
     return json.loads(json.dumps(value))
 
 
-def test_object_info_matches_what_the_harness_validates(driver, comfy_home):
-    code, report = _run(driver, "info", "--node-dir", str(harness.runner.REPO_ROOT), "--full")
+def test_object_info_matches_what_the_harness_validates(driver, comfy_home, server_inputs):
+    models = server_inputs[1]  # the same models folder on both sides, so the dropdowns can agree
+    code, report = _run(driver, "info", "--node-dir", str(harness.runner.REPO_ROOT), "--full", models_dir=models)
     assert code == 0, report
+    harness.install(comfy_home, models_dir=models)
     nodes = harness.load_pack(harness.runner.REPO_ROOT).nodes
     served = report["nodes"]
     assert set(nodes) <= set(served), f"missing in /object_info: {set(nodes) - set(served)}"

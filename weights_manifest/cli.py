@@ -110,7 +110,8 @@ def _is_edge_checkpoint(path: str) -> bool:
 
 
 def cmd_convert(args) -> int:
-    from ..m2penc.checkpoint import atomic_write, load_state_dict
+    from ..m2penc.checkpoint import atomic_write, carries_code, load_state_dict
+    from ..m2penc.errors import WeightsError
     from safetensors.torch import save_file
 
     if _is_edge_checkpoint(args.src):
@@ -118,7 +119,14 @@ def cmd_convert(args) -> int:
 
         print(f"wrote {convert_edge_checkpoint(args.src, args.dst)} (EDGE weights + normalizer + config)")
         return 0
-    state = load_state_dict(args.src)
+    try:
+        state = load_state_dict(args.src)
+    except WeightsError as e:
+        if e.__cause__ is not None and carries_code(e.__cause__):
+            raise WeightsError(f"will not convert {Path(args.src).name}: it carries Python code besides tensors, "
+                               "and converting reads the file the same safe way loading does (no code is run). "
+                               "Get the file from the source `m2pdance weights list` names.") from None
+        raise
     tensors = {k.removeprefix("module."): v.contiguous() for k, v in state.items()}
     atomic_write(args.dst, lambda tmp: save_file(tensors, tmp))
     print(f"wrote {args.dst} ({len(tensors)} tensors)")
@@ -152,7 +160,8 @@ def add_parser(subparsers) -> None:
     s.add_argument("ids", nargs="+")
     s.set_defaults(func=cmd_fetch)
     s = sub.add_parser("convert", help="convert a .pth/.bin/.tar checkpoint (or EDGE's checkpoint.pt) to "
-                                       "safetensors, safely")
+                                       "safetensors, safely: tensors only; a file that carries code is refused, "
+                                       "not converted")
     s.add_argument("src")
     s.add_argument("dst")
     s.set_defaults(func=cmd_convert)

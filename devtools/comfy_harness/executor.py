@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
@@ -252,8 +252,12 @@ class Executor:
             errors.append(_error(node_id, class_type, "exception_during_validation", str(e)))
             return
         if result is not True:
-            errors.append(_error(node_id, class_type, "custom_validation_failed",
-                                 "Custom validation failed for node" + (f" - {result}" if result is not False else "")))
+            # ComfyUI 0.3.64 (execution.validate_inputs) adds the message once per constant input the
+            # method takes, so a method taking three inputs shows its message three times.
+            for name in [n for n in args if n in given and not isinstance(given[n], list)] or [None]:
+                errors.append(_error(node_id, class_type, "custom_validation_failed",
+                                     "Custom validation failed for node" + (f" - {result}" if result is not False else ""),
+                                     name))
 
     # ---- execution ----------------------------------------------------------------------
     def run(self, prompt: dict) -> RunResult:

@@ -14,6 +14,8 @@ the tempo is estimated from the same onset envelope, not from a second 22.05 kHz
 """
 from __future__ import annotations
 
+import warnings
+
 import librosa
 import numpy as np
 
@@ -54,6 +56,23 @@ def beat_frames(envelope: np.ndarray, hop_length: int, start_bpm: float | None =
     return np.asarray(beats, dtype=np.int64)
 
 
+def chroma_cens(y: np.ndarray, hop_length: int) -> np.ndarray:
+    """EDGE's chroma CENS ``(12, frames)``, without the two warnings librosa gives on ordinary music.
+
+    librosa warns "Trying to estimate tuning from empty frequency set" when no spectral peak
+    passes its pitch threshold (drums and bass, short clips; the tuning then is 0, as intended)
+    and "n_fft=... is too large for input signal of length=..." from the lowest CQT octaves of a
+    clip under ~3 s, which it zero-pads. Both results are what EDGE computed, so the values stay
+    untouched and only these two messages are silenced, for this call only.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty frequency set",
+                                category=UserWarning)
+        warnings.filterwarnings("ignore", message=r"n_fft=\d+ is too large for input signal of length=\d+",
+                                category=UserWarning)
+        return librosa.feature.chroma_cens(y=y, sr=FEATURE_SAMPLE_RATE, hop_length=hop_length, n_chroma=N_CHROMA)
+
+
 def _one_hot(indices: np.ndarray, length: int) -> np.ndarray:
     out = np.zeros(length, dtype=np.float32)
     out[indices[indices < length]] = 1.0
@@ -69,7 +88,7 @@ def baseline_features(y: np.ndarray, fps: float, num_frames: int, start_bpm: flo
     hop = hop_length_for(fps)
     envelope = onset_envelope(y, hop)
     mfcc = librosa.feature.mfcc(y=y, sr=FEATURE_SAMPLE_RATE, n_mfcc=N_MFCC, hop_length=hop).T
-    chroma = librosa.feature.chroma_cens(y=y, sr=FEATURE_SAMPLE_RATE, hop_length=hop, n_chroma=N_CHROMA).T
+    chroma = chroma_cens(y, hop).T
     peaks = librosa.onset.onset_detect(onset_envelope=envelope, sr=FEATURE_SAMPLE_RATE, hop_length=hop)
     frames = envelope.shape[0]
     columns = [envelope[:, None], mfcc[:frames], chroma[:frames],

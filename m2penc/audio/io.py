@@ -9,6 +9,11 @@ what was wrong and what to do, never later as a shape error inside librosa or th
 * Memory stays bounded for long files: frames are decoded one at a time, converted to float32
   and only the samples inside the requested ``start``/``duration`` window are kept. There is no
   float64 copy of the file and no full-file buffer when a window is requested.
+* Hostile files fail early and never crash: up to :data:`MAX_CHANNELS` channels are decoded
+  through packed float32 (PyAV's planar path segfaults from 8 channels on), more are refused
+  before decoding; the length limit is checked on the header before decoding; a window whose
+  first :data:`LEADING_SILENCE_SECONDS` are silent is refused as soon as they are decoded;
+  PyAV errors on truncated or garbage files become :class:`AudioError` naming the file.
 * The returned value is ComfyUI's AUDIO dict ``{"waveform": float32 [B, C, S], "sample_rate":
   int}`` with ``B = 1``; :func:`validate_audio` accepts such a dict coming from other nodes.
 """
@@ -49,6 +54,14 @@ MIN_AUDIO_SECONDS = 0.1
 #: Reading to the end, a file that decodes to less than this share of the length its header
 #: declares is reported as truncated (headers of VBR mp3 are estimates, hence the slack).
 TRUNCATED_SHARE = 0.5
+#: Most channels accepted. Decoding converts to *packed* float32 (one interleaved plane): PyAV's
+#: planar conversion crashes the interpreter from 8 channels on, and ffmpeg's resampler refuses
+#: more than 64 channels. Music with more channels is refused before decoding.
+MAX_CHANNELS = 64
+#: Longest silent opening accepted (seconds). A file whose first this-many seconds (of the
+#: requested window) are silent is refused as soon as they are decoded, not after decoding a
+#: whole (possibly half-hour) silent file.
+LEADING_SILENCE_SECONDS = 30.0
 #: Resampler used everywhere; the same one ``librosa.load`` uses, so features match EDGE's.
 RESAMPLE_TYPE = "soxr_hq"
 
@@ -221,8 +234,12 @@ class _WindowCollector:
     stamped ~1105 samples late), so counting is the only sample-exact clock.
     """
 
-    def __init__(self, sample_rate: int, start: float, duration: Optional[float], max_seconds: float):
+    def __init__(self, sample_rate: int, start: float, duration: Optional[float], max_seconds: float,
+                 path: Optional[Path] = None, allow_silent: bool = True):
         self.sample_rate = sample_rate
+        self.path = path
+        self.silence_samples = None if allow_silent else int(LEADING_SILENCE_SECONDS * sample_rate)
+        self.peak = 0.0
         self.first = int(round(start * sample_rate))
         self.last = None if duration is None else self.first + int(round(duration * sample_rate))
         self.max_samples = int(max_seconds * sample_rate)
@@ -231,9 +248,14 @@ class _WindowCollector:
         self.next_pos = 0
 
     def add(self, frame: av.AudioFrame) -> bool:
-        """Add one decoded frame (any sample format); returns False once past the window."""
+        """Add one decoded frame (packed float32, as the converter makes it); returns False once
+        past the window."""
         pos = self.next_pos
-        data = frame.to_ndarray()  # planar float32 after the resampler: (C, n)
+        if frame.samples <= 0:
+            return True
+        packed = frame.to_ndarray()  # packed float32: (1, n * C), channels interleaved
+        channels = packed.size // frame.samples
+        data = packed.reshape(frame.samples, channels).T  # (C, n)
         self.next_pos = pos + data.shape[-1]
         if self.last is not None and pos >= self.last:
             return False
@@ -242,6 +264,16 @@ class _WindowCollector:
         if hi > lo:
             self.chunks.append(np.array(data[:, lo:hi], dtype=np.float32, copy=True))
             self.kept += hi - lo
+            if self.silence_samples is not None and self.peak < SILENCE_PEAK:
+                self.peak = max(self.peak, float(np.abs(self.chunks[-1]).max()))
+                if self.peak < SILENCE_PEAK and self.kept >= self.silence_samples:
+                    name = self.path.name if self.path is not None else "the music"
+                    raise AudioError(
+                        f"{name} is silent for its first {self.kept / self.sample_rate:.0f} s from start "
+                        f"{self.first / self.sample_rate:.2f} s (peak amplitude {self.peak:.2e} < "
+                        f"{SILENCE_PEAK:.0e}, i.e. below -80 dBFS; at most {LEADING_SILENCE_SECONDS:.0f} s of "
+                        "silence is accepted at the start); check the file, or set start past the silence"
+                    )
             if self.kept > self.max_samples:
                 raise AudioError(
                     f"music is longer than the limit of {self.max_samples / self.sample_rate:.0f} s "
@@ -250,7 +282,8 @@ class _WindowCollector:
         return True
 
 
-def _decode_window(path: Path, start: float, duration: Optional[float], max_seconds: float) -> tuple[np.ndarray, int, Optional[float]]:
+def _decode_window(path: Path, start: float, duration: Optional[float], max_seconds: float,
+                   allow_silent: bool = True) -> tuple[np.ndarray, int, Optional[float]]:
     """Decode ``path`` and return (float32 [C, S] inside the window, sample rate, file length)."""
     try:
         container = av.open(str(path), mode="r")
@@ -261,22 +294,35 @@ def _decode_window(path: Path, start: float, duration: Optional[float], max_seco
         if not container.streams.audio:
             raise AudioError(f"{path.name} has no audio stream")
         stream = container.streams.audio[0]
+        if stream.codec_context is None:  # an unknown or corrupt codec tag: no decoder
+            raise AudioError(f"{path.name}: its audio codec cannot be decoded; "
+                             "the file is corrupt or uses an unusual codec: convert it to WAV, FLAC or MP3")
         sample_rate = stream.codec_context.sample_rate or stream.rate
         if not sample_rate:
             raise AudioError(f"{path.name}: the audio stream declares no sample rate; the file is corrupt")
+        channels = stream.codec_context.channels
+        if channels > MAX_CHANNELS:
+            raise AudioError(
+                f"{path.name} has {channels} audio channels, above the limit of {MAX_CHANNELS}; "
+                "downmix it to stereo (or mono) in an audio editor first"
+            )
         length = _known_length(container, stream)
         _check_window_against_length(path, length, start, duration, max_seconds)
-        collector = _WindowCollector(sample_rate, start, duration, max_seconds)
-        # Format-only conversion (same rate and layout): adds no delay and keeps timestamps.
-        converter = av.AudioResampler(format="fltp")
+        collector = _WindowCollector(sample_rate, start, duration, max_seconds, path, allow_silent)
+        # Format-only conversion (same rate and layout) to PACKED float32: adds no delay, keeps
+        # timestamps, and never goes through PyAV's planar to_ndarray, which crashes the
+        # interpreter from 8 channels on.
+        converter = av.AudioResampler(format="flt")
         try:
             # No container.seek(): after a seek some demuxers (mp3) report timestamps shifted by
             # the codec delay (~25 ms). Decoding from the start is exact and, since samples
             # before the window are dropped frame by frame, still memory-bounded.
             _drain(container, stream, converter, collector)
-        except av.FFmpegError as e:
-            raise AudioError(f"could not decode {path.name} ({type(e).__name__}: {e}); "
-                             "the file is truncated or corrupt") from e
+        except (av.FFmpegError, ValueError, OSError) as e:
+            if isinstance(e, AudioError):
+                raise
+            raise AudioError(f"could not decode {path.name} ({type(e).__name__}: {e}); the file is "
+                             "truncated or corrupt: re-export or re-download it") from e
     if not collector.chunks:
         if start > 0:
             raise AudioError(f"start {start:.2f} s is beyond the end of {path.name}"
@@ -347,7 +393,7 @@ def load_audio(
     path = Path(path)
     _check_window(start, duration, max_seconds)
     _check_path(path)
-    data, sr, length = _decode_window(path, start, duration, max_seconds)
+    data, sr, length = _decode_window(path, start, duration, max_seconds, allow_silent)
     got = data.shape[1] / sr
     _check_decoded_length(path, got, length, start, duration)
     waveform = torch.from_numpy(data).unsqueeze(0)  # [1, C, S]

@@ -64,8 +64,11 @@ def get_filename_list(folder_name: str) -> list[str]:
 def get_full_path(folder_name: str, filename: str) -> Optional[str]:
     if folder_name not in folder_names_and_paths:
         return None
+    # As ComfyUI 0.3.64 does: the name is re-rooted at "/" and made relative again, so an absolute
+    # name or ".." components can never leave the category's folders ("/etc/passwd" -> "etc/passwd").
+    filename = os.path.relpath(os.path.join("/", filename), "/")
     for root in folder_names_and_paths[folder_name][0]:
-        candidate = os.path.join(root, os.path.normpath(filename))
+        candidate = os.path.join(root, filename)
         if os.path.isfile(candidate):
             return candidate
     return None
@@ -96,13 +99,16 @@ def get_directory_by_type(type_name: str) -> Optional[str]:
 
 
 def annotated_filepath(name: str) -> tuple[str, Optional[str]]:
-    for suffix, kind in ((" [output]", "output"), (" [input]", "input"), (" [temp]", "temp")):
+    """As ComfyUI 0.3.64: the suffix test has no leading space but one more character is cut."""
+    for suffix, kind in (("[output]", "output"), ("[input]", "input"), ("[temp]", "temp")):
         if name.endswith(suffix):
-            return name[: -len(suffix)], get_directory_by_type(kind)
+            return name[: -len(suffix) - 1], get_directory_by_type(kind)
     return name, None
 
 
 def get_annotated_filepath(name: str, default_dir: Optional[str] = None) -> str:
+    """As ComfyUI 0.3.64: a plain ``os.path.join``, so an absolute ``name`` is returned unchanged and
+    ``..`` is kept (callers must check names themselves; the pack uses ``m2penc.safe_names``)."""
     name, base_dir = annotated_filepath(name)
     if base_dir is None:
         base_dir = default_dir if default_dir is not None else get_input_directory()
@@ -110,7 +116,11 @@ def get_annotated_filepath(name: str, default_dir: Optional[str] = None) -> str:
 
 
 def exists_annotated_filepath(name: str) -> bool:
-    return os.path.exists(get_annotated_filepath(name))
+    """As ComfyUI 0.3.64 (ignores ``default_dir``; absolute names are tested as they are)."""
+    name, base_dir = annotated_filepath(name)
+    if base_dir is None:
+        base_dir = get_input_directory()
+    return os.path.exists(os.path.join(base_dir, name))
 
 
 _CONTENT_TYPES = {
