@@ -60,9 +60,14 @@ def _box_inputs() -> list[io.Float.Input]:
             for name, value in defaults.items()]
 
 
-def _check_inputs(width: int, height: int, box: tuple[float, float, float, float]) -> Optional[str]:
-    if (width <= 0) != (height <= 0):
+def _check_inputs(width: Optional[int], height: Optional[int],
+                  box: tuple[Optional[float], ...]) -> Optional[str]:
+    """A problem with the constant inputs, or None. Linked inputs arrive as None at validation (ComfyUI
+    validates before running the graph) and are checked again, with their values, in ``execute``."""
+    if width is not None and height is not None and (width <= 0) != (height <= 0):
         return f"set both width and height, or both to 0 for the preset's size; got {width}x{height}"
+    if None in box:
+        return None
     x0, y0, x1, y1 = box
     if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
         return f"the person box needs box_x0 < box_x1 and box_y0 < box_y1 within 0..1, got ({x0}, {y0}, {x1}, {y1})"

@@ -13,7 +13,7 @@ from ..m2penc.errors import WeightsNotFoundError
 from ..m2penc.reference_image import prepare_reference
 from ..weights_manifest import entry
 from . import _comfy
-from .widgets import check_size, dtype_input, size_inputs
+from .widgets import check_size, require_size, dtype_input, size_inputs
 from .types import ChampModel, PoseGuidance, Reference
 
 CATEGORY = "M2PDance/champ"
@@ -121,6 +121,7 @@ class ChampReferenceUNet(io.ComfyNode):
 
     @classmethod
     def execute(cls, reference, champ: ChampModels, width, height) -> io.NodeOutput:
+        require_size(width, height)
         photo = prepare_reference(reference, height, width)
         return io.NodeOutput(EncodedReference(encode_reference(champ, photo), width, height))
 

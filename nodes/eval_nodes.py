@@ -76,7 +76,7 @@ class BeatAlignment(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, fps) -> bool | str:
-        if not (MIN_FPS <= fps <= MAX_FPS):
+        if fps is not None and not (MIN_FPS <= fps <= MAX_FPS):
             return f"fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {fps}"
         return True
 

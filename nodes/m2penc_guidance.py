@@ -12,7 +12,7 @@ from ..m2penc.pose.pose_keypoint import keypoints_to_pose_keypoint
 from ..m2penc.pose.render import render_pose_keypoint
 from ..weights_manifest import entry
 from . import _comfy
-from .widgets import check_size, dtype_input, size_inputs
+from .widgets import check_size, require_size, dtype_input, size_inputs
 from .types import M2PEncModel, MusicFeatures, PoseGuidance, PoseKeypoint
 
 CATEGORY = "M2PDance/pose"
@@ -81,6 +81,7 @@ class M2PEncGuidanceNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, music_features, m2penc, width, height) -> io.NodeOutput:
+        require_size(width, height)
         m2penc.check_music(music_features)
         frames = music_features.num_frames
         if frames * width * height * 3 * 4 > MAX_PREVIEW_BYTES:

@@ -13,7 +13,7 @@ from ..m2penc.render.pose_maps import motion_camera, render_pose_maps
 from ..m2penc.timeline import DEFAULT_FPS
 from . import _comfy
 from .types import Motion, PoseKeypoint
-from .widgets import check_size, size_inputs
+from .widgets import check_size, require_size, size_inputs
 
 CATEGORY = "M2PDance/motion"
 MOTION_EXTENSIONS = (".pkl", ".npz", ".bvh")
@@ -57,6 +57,8 @@ class LoadMotion(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, motion) -> bool | str:
+        if motion is None:                                # linked: checked when it runs
+            return True
         try:
             path = _input_file(motion)
         except InputError as e:
@@ -111,6 +113,7 @@ class RenderPoseMaps(io.ComfyNode):
 
     @classmethod
     def execute(cls, motion: SMPLMotion, body, width, height, fps) -> io.NodeOutput:
+        require_size(width, height)
         motion = motion.to_up_axis("y").resample(fps)
         if motion.num_frames * width * height * 13 * 4 > MAX_RENDER_BYTES:
             raise InputError(f"{motion.num_frames} frames of maps at {width}x{height} would need "

@@ -69,7 +69,7 @@ class VideoCombine(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, format, crf) -> bool | str:
-        if format == "mp4" and crf > 51:
+        if format == "mp4" and crf is not None and crf > 51:
             return f"H.264 (mp4) takes crf 0-51, got {crf}"
         return True
 

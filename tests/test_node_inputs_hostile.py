@@ -201,3 +201,26 @@ def test_outputs_have_tooltips_and_names_do_not_repeat_the_pack(nodes):
         assert "(M2PDance)" not in schema.display_name, node_id
         for output in schema.outputs:
             assert getattr(output, "tooltip", None), (node_id, output.display_name)
+
+
+def test_validate_inputs_accepts_linked_inputs_of_every_node(home, nodes):
+    """ComfyUI validates before the graph runs and passes None for an input fed by a link: no node may crash
+    there (the real server dropped Pose Video for Animator when its width came from an Int node)."""
+    import inspect
+
+    checked = 0
+    for node_id, cls in nodes.items():
+        if not node_id.startswith("M2PDance") or "validate_inputs" not in vars(cls):
+            continue
+        parameters = inspect.signature(cls.validate_inputs).parameters
+        assert cls.validate_inputs(**dict.fromkeys(parameters, None)) is True, node_id
+        checked += 1
+    assert checked >= 8
+
+
+def test_a_bad_size_from_a_link_is_refused_when_the_node_runs(home, nodes):
+    render = nodes["M2PDanceRenderPoseMaps"]
+    assert render.validate_inputs(width=None, height=100) is True
+    with pytest.raises(Exception, match="multiples of 8") as info:      # the pack's InputError, as ComfyUI loads it
+        render.execute(motion=None, body="open body (no files)", width=100, height=100, fps=15.0)
+    assert type(info.value).__name__ == "InputError"

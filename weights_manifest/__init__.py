@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 MANIFEST_PATH = HERE / "manifest.json"
 KEYS_DIR = HERE / "keys"
 WORKFLOWS = ("music_to_dance", "music_to_pose_preview", "champ_pose_driven", "motion_to_dance", "music_to_dance_edge",
-             "music_to_skeleton")
+             "music_to_skeleton", "music_to_pose_video", "music_to_wan_animate")
 
 
 @dataclass(frozen=True)
