@@ -7,7 +7,6 @@ A test (tests/test_example_workflows.py) fails when a twin is out of date.
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
