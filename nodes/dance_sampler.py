@@ -13,7 +13,10 @@ from .types import ChampModel, PoseGuidance, Reference
 
 CATEGORY = "M2PDance/sampling"
 #: Join choices shown to users -> LongVideoOptions.join.
-JOINS = {"noise conditioning (paper)": "condition", "overlap averaging": "average", "none": "none"}
+#: Join labels -> sampler joins. "in-paint previous tail" is training-free in-painting in time (Champ has no
+#: UniAnimate first-frame branch to condition on); the last label is its old name, kept so saved workflows load.
+JOINS = {"in-paint previous tail": "condition", "overlap averaging": "average", "none": "none",
+         "noise conditioning (paper)": "condition"}
 
 
 class SegmentedDanceSampler(io.ComfyNode):
@@ -38,10 +41,14 @@ class SegmentedDanceSampler(io.ComfyNode):
                 io.Float.Input("segment_seconds", default=5.0, min=1.0, max=60.0, step=0.5,
                                tooltip="Length of one segment (paper: 5 s)."),
                 io.Combo.Input("join", options=list(JOINS), default=next(iter(JOINS)),
-                               tooltip="How segments are joined: noise conditioning streams (flat memory); "
-                                       "overlap averaging holds the whole video's latents."),
+                               tooltip="How segments are joined. in-paint previous tail: each segment is denoised "
+                                       "around the previous one's last frames, re-noised at every step (training-"
+                                       "free; streams, flat memory; the paper's UniAnimate-style conditioning needs "
+                                       "a trained first-frame branch Champ lacks). overlap averaging: the whole "
+                                       "video at once with averaged windows (memory grows with length). 'noise "
+                                       "conditioning (paper)' is the old name of the first."),
                 io.Int.Input("overlap", default=4, min=0, max=16,
-                             tooltip="Frames of segment s that condition segment s+1 (noise conditioning)."),
+                             tooltip="Frames of segment s that segment s+1 in-paints around."),
                 io.Boolean.Input("noise_prior", default=False,
                                  tooltip="Start from the reference latent diffused to t=939 (UniAnimate's long-video prior)."),
             ],

@@ -224,3 +224,14 @@ def test_a_bad_size_from_a_link_is_refused_when_the_node_runs(home, nodes):
     with pytest.raises(Exception, match="multiples of 8") as info:      # the pack's InputError, as ComfyUI loads it
         render.execute(motion=None, body="open body (no files)", width=100, height=100, fps=15.0)
     assert type(info.value).__name__ == "InputError"
+
+
+def test_the_sampler_join_says_what_it_does_and_old_workflows_still_load(home, nodes):
+    """The default join is in-painting of the previous segment's tail, not the paper's trained conditioning."""
+    import sys
+
+    joins = sys.modules[nodes["M2PDanceSegmentedSampler"].__module__].JOINS
+    assert next(iter(joins)) == "in-paint previous tail"
+    assert joins["noise conditioning (paper)"] == joins["in-paint previous tail"] == "condition"
+    for path in harness.example_workflows():
+        assert "noise conditioning (paper)" not in path.read_text(), path.name

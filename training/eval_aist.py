@@ -627,7 +627,7 @@ def _protocol_notes(options: AISTEvalOptions, weights: EvalWeights, clips: Seque
         + ("whole sequences" if options.frames is None else f"at most {options.frames} frames per sequence")
         + "; the first real frame is the reference photo",
         f"Generation: {options.steps} DDIM steps, CFG {options.guidance_scale:g}, seed {options.seed} for every clip, "
-        f"{DEFAULT_SEGMENT_SECONDS:g} s segments joined by noise conditioning",
+        f"{DEFAULT_SEGMENT_SECONDS:g} s segments joined by in-painting the previous segment's tail",
         f"Metrics on the saved videos of both sides (H.264 CRF {EVAL_CRF}, yuv420p): PSNR / SSIM / "
         f"LPIPS-{options.lpips_net} per frame at {options.size}x{options.size}, averaged over all frames of all clips",
         "FVD: Kinetics-400 I3D logits of consecutive 16-frame clips stretched to 224x224, Gaussian covariances "

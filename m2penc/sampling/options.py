@@ -3,7 +3,8 @@
 Defaults (and why):
 
 * ``segment_frames=75``: 5 s at 15 fps, the paper's segment (§3.4, §4.1).
-* ``join="condition"``: the paper's choice, UniAnimate-style noise conditioning. Segment ``s+1``
+* ``join="condition"``: our training-free stand-in for the paper's UniAnimate-style conditioning
+  (Champ has no first-frame branch to condition on): in-painting in time. Segment ``s+1``
   holds the last ``cond_frames`` frames of segment ``s`` and, at every denoising step, their
   latents are replaced by those clean latents forward-noised to the current timestep, so the
   new frames are denoised *around* known frames (in-painting in time, as EDGE does for motion).

@@ -1,4 +1,4 @@
-"""Segmented sampling with UniAnimate-style noise conditioning between segments.
+"""Segmented sampling, segments joined by training-free in-painting of the previous segment's tail.
 
 Each segment is a full DDIM run over its own latents ``(B, 4, cond + new, h, w)``:
 
