@@ -30,3 +30,15 @@ def frame_count(num_samples: int, sample_rate: int, fps: float) -> int:
     if num_samples < 0 or sample_rate <= 0:
         raise InputError(f"need num_samples >= 0 and sample_rate > 0, got {num_samples} and {sample_rate}")
     return math.floor(Fraction(int(num_samples)) * rational_fps(fps) / int(sample_rate))
+
+
+def resampled_frame_count(num_frames: int, source_fps: float, fps: float) -> int:
+    """Frames of a ``num_frames``-frame sequence at ``source_fps`` resampled to ``fps``: one at ``k / fps`` for
+    every ``k / fps`` up to the last source frame's time (what :meth:`..motion.SMPLMotion.resample` makes)."""
+    if num_frames < 1:
+        raise InputError(f"the dance must have at least one frame, got {num_frames}")
+    rational_fps(source_fps)                                         # positive and finite, or InputError
+    rational_fps(fps)
+    if fps == source_fps:
+        return int(num_frames)
+    return int(math.floor((num_frames - 1) / (source_fps / fps) + 1e-9)) + 1

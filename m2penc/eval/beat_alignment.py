@@ -102,14 +102,7 @@ def smoothed_joint_speed(keypoints: np.ndarray, sigma: float = MOTION_SMOOTHING_
 
 def motion_beat_frames(keypoints: np.ndarray, sigma: float = MOTION_SMOOTHING_SIGMA,
                        has_confidence: bool = False) -> np.ndarray:
-    """Frames where the smoothed mean joint speed has a local minimum.
-
-    Args:
-        keypoints: ``(F, J, D)`` joint positions (2D pixels or 3D metres); with
-            ``has_confidence`` the last column is a confidence and joints at 0 are ignored
-            (e.g. body keypoints read from POSE_KEYPOINT, ``(F, 18, 3)``).
-        sigma: Gaussian smoothing of the speed curve, in frames (Bailando: 5).
-    """
+    """Frames where :func:`smoothed_joint_speed` (same arguments) has a local minimum."""
     return argrelextrema(smoothed_joint_speed(keypoints, sigma, has_confidence), np.less)[0]
 
 

@@ -29,6 +29,7 @@ from ..body.rotations import (
 )
 from ..body.skeleton import NUM_JOINTS
 from ..errors import InputError
+from ..timeline import resampled_frame_count
 
 UpAxis = Literal["y", "z"]
 #: +90 degrees about X as a (w, x, y, z) quaternion: EDGE's y-up -> z-up turn.
@@ -174,8 +175,7 @@ class SMPLMotion:
         fps = self._checked_fps(fps)
         if fps == self.fps:
             return self
-        ratio = self.fps / fps                      # original frames per new frame
-        count = int(math.floor((self.num_frames - 1) / ratio + 1e-9)) + 1
+        count = resampled_frame_count(self.num_frames, self.fps, fps)
         position = np.arange(count, dtype=np.float64) * self.fps / fps
         snapped = np.round(position)
         position = np.where(np.abs(position - snapped) < 1e-9, snapped, position)

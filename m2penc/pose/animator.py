@@ -50,7 +50,7 @@ from PIL import Image, ImageDraw
 
 from ..errors import InputError
 from ..progress import NO_CONTROL, RunControl
-from ..timeline import rational_fps
+from ..timeline import rational_fps, resampled_frame_count
 from .openpose import BODY, FACE, FEET, LEFT_HAND, NUM_BODY_KEYPOINTS, RIGHT_HAND, WHOLEBODY_KEYPOINTS
 from .pose_keypoint import PoseKeypoint, keypoints_to_pose_keypoint, validate_pose_keypoint
 from .render import render_frame
@@ -195,21 +195,6 @@ def get_preset(name: str) -> AnimatorPreset:
 
 
 # -- the plan ------------------------------------------------------------------------------------
-
-def resampled_frame_count(num_frames: int, source_fps: float, fps: float) -> int:
-    """Frames of an ``num_frames``-frame dance at ``source_fps`` resampled to ``fps``.
-
-    Frames at ``k / fps`` for every ``k / fps`` up to the last source frame's time, exactly as
-    :meth:`..motion.SMPLMotion.resample` counts (the MOTION path resamples with it).
-    """
-    if num_frames < 1:
-        raise InputError(f"the dance must have at least one frame, got {num_frames}")
-    rational_fps(source_fps)                                         # positive and finite, or InputError
-    rational_fps(fps)
-    if fps == source_fps:
-        return int(num_frames)
-    return int(math.floor((num_frames - 1) / (source_fps / fps) + 1e-9)) + 1
-
 
 def _round_size(value: int, multiple: int) -> int:
     """Nearest multiple of ``multiple`` (halves up), at least ``multiple``."""

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from m2pdance.m2penc.errors import InputError
+from m2pdance.m2penc.timeline import resampled_frame_count
 from m2pdance.m2penc.pose.animator import (
     CLAY_RGB, FACE_BOX_TORSO_RATIO, FACE_POINT_RGB, PRESETS, clay_shading, draw_face_crops, draw_pose_video,
     face_boxes, face_crop_map, fit_frames, plan_pose_video, pose_keypoint_sequence, resample_keypoints,
-    resampled_frame_count, window_count,
+    window_count,
 )
 from m2pdance.m2penc.pose.openpose import (
     COLORS_RGB, FACE, KEYPOINT_RADIUS, LIMB_DIMMING, NUM_BODY_KEYPOINTS, STICK_HALF_WIDTH, WHOLEBODY_KEYPOINTS,
