@@ -6,6 +6,7 @@ Registration happens in one place, :class:`M2PDanceExtension`; node ids carry th
 from comfy_api.latest import ComfyExtension, io
 
 from . import _comfy
+from ._example_inputs import ensure_example_inputs
 from .animator_nodes import PoseVideoForAnimator
 from .champ_nodes import ChampReferenceUNet, LoadChamp, PoseDrivenGuidance
 from .dance_sampler import SegmentedDanceSampler
@@ -26,7 +27,8 @@ NODES: list[type[io.ComfyNode]] = [
 
 
 class M2PDanceExtension(ComfyExtension):
-    """Lists the pack's nodes and registers its model folders when ComfyUI loads it.
+    """Lists the pack's nodes, registers its model folders and writes the missing example inputs
+    (the music and photo the example workflows load; never overwritten) when ComfyUI loads it.
 
     ComfyUI 0.3.64 calls ``get_node_list`` once at load and does not call ``on_load``, so the
     folder registration happens here.
@@ -34,4 +36,5 @@ class M2PDanceExtension(ComfyExtension):
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         _comfy.ensure_model_folders()
+        ensure_example_inputs()
         return list(NODES)

@@ -13,6 +13,9 @@ from . import _comfy
 CATEGORY = "M2PDance/video"
 #: Frames handed to the encoder at a time (bounds the uint8 copy made per batch).
 WRITE_BATCH = 16
+#: A PNG sequence's preview lists at most this many of its frames (evenly spread, first and last
+#: included): the frontend fetches every listed image, and a long dance has thousands.
+PREVIEW_MAX_FRAMES = 32
 
 
 def _output_path(prefix: str, suffix: str) -> tuple[str, str, str]:
@@ -26,6 +29,30 @@ def _output_path(prefix: str, suffix: str) -> tuple[str, str, str]:
         if not os.path.exists(path):
             return path, filename, subfolder
         counter += 1
+
+
+def _preview_frames(names: list[str], limit: int = PREVIEW_MAX_FRAMES) -> list[str]:
+    """At most ``limit`` of the sorted frame ``names``, evenly spread, the first and last included."""
+    if len(names) <= limit:
+        return list(names)
+    if limit <= 1:
+        return names[:1]
+    picks = sorted({round(i * (len(names) - 1) / (limit - 1)) for i in range(limit)})
+    return [names[i] for i in picks]
+
+
+def _ui(fmt, folder, filename: str, subfolder: str) -> dict:
+    """What the frontend shows, as entries ComfyUI's ``/view`` route serves.
+
+    ``/view`` joins the output folder, ``subfolder`` and the *file* name and answers only for a
+    file, so a PNG sequence lists its frame files (the folder becomes part of the subfolder) as an
+    image list; a video file is shown as the video (``animated``), as core's SaveVideo does."""
+    if not fmt.is_sequence:
+        return ui.PreviewVideo([ui.SavedResult(filename, subfolder, io.FolderType.output)]).as_dict()
+    frames_subfolder = os.path.join(subfolder, filename) if subfolder else filename
+    frames = sorted(f for f in os.listdir(folder) if f.lower().endswith(".png"))
+    return {"images": [ui.SavedResult(name, frames_subfolder, io.FolderType.output)
+                       for name in _preview_frames(frames)]}
 
 
 def _video(fmt, path: str, images, fps: float, audio):
@@ -54,7 +81,8 @@ class VideoCombine(io.ComfyNode):
                 io.Float.Input("fps", default=DEFAULT_FPS, min=1.0, max=120.0, step=0.5,
                                tooltip="Frames per second; connect the sampler's fps output to keep them in sync."),
                 io.Combo.Input("format", options=list(FORMATS), default="mp4",
-                               tooltip="mp4 (H.264 + AAC), webm (VP9 + Opus), gif, or png (a folder of frames)."),
+                               tooltip="mp4 (H.264 + AAC), webm (VP9 + Opus), gif, or png (a folder of frames; "
+                                       f"the node previews up to {PREVIEW_MAX_FRAMES} of them)."),
                 io.Int.Input("crf", default=19, min=0, max=63,
                              tooltip="Quality for mp4/webm: lower is better and larger (H.264 takes 0-51)."),
                 io.String.Input("filename_prefix", default="M2PDance/dance",
@@ -83,5 +111,4 @@ class VideoCombine(io.ComfyNode):
                 writer.write(images[start:start + WRITE_BATCH])
                 control.tick("write", min(start + WRITE_BATCH, images.shape[0]), images.shape[0])
         video = _video(fmt, writer.path, images, fps, audio)
-        shown = ui.PreviewVideo([ui.SavedResult(filename, subfolder, io.FolderType.output)])
-        return io.NodeOutput(os.path.join(subfolder, filename), video, ui=shown)
+        return io.NodeOutput(os.path.join(subfolder, filename), video, ui=_ui(fmt, writer.path, filename, subfolder))

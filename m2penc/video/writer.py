@@ -7,6 +7,8 @@ Why a temporary file: the output appears under its final name only when it is co
 writer encodes into ``.<name>.<random>.partial`` (a hidden temp folder for PNG sequences) next to
 the target and renames it on :meth:`VideoWriter.close`; :meth:`VideoWriter.abort` (also run when
 the ``with`` block raises, e.g. on cancel) deletes it. A failed or cancelled run leaves nothing.
+The published file or folder gets the permissions any new file gets (``0o666``/``0o777`` minus
+the umask), not the private ``0o600``/``0o700`` the temporary names are created with.
 
 Audio is muxed in step with the video (see :mod:`.audio_track` for trimming/padding/offset): after
 every frame batch the music up to the current video time is encoded, so the soundtrack ends
@@ -39,6 +41,21 @@ def _frame_rate(fps: float) -> Fraction:
     if not fps > 0:
         raise InputError(f"frame rate must be positive, got {fps}")
     return Fraction(fps).limit_denominator(1001)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``): ComfyUI
+    runs nodes in a worker thread, and ``os.umask`` would change it for every thread meanwhile."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _target_path(path: PathLike, fmt: VideoFormat) -> Path:
@@ -146,10 +163,12 @@ class VideoWriter:
 
     def _publish(self) -> None:
         assert self._tmp is not None
+        umask = _umask()
         if self.format.is_sequence:
+            os.chmod(self._tmp, 0o777 & ~umask)  # mkdtemp creates 0700; frames are made 0666 & ~umask
             os.rename(self._tmp, self.path)
         else:
-            os.chmod(self._tmp, 0o644)
+            os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp creates 0600
             os.replace(self._tmp, self.path)
         self._tmp = None
 
