@@ -17,12 +17,12 @@ from typing import Iterator
 #: Layers of the core, lowest first. A part may import its own modules and anything in a lower layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "progress", "device", "config", "timeline", "checkpoint", "safe_pickle", "reference_image",
-     "examples", "safe_names"),
+     "safe_names"),
     ("sampling", "video", "body", "pose"),
     ("jukebox", "motion"),
     ("audio",),
     ("encoder", "render"),
-    ("champ",),
+    ("champ", "examples"),
     ("eval",),
     ("dance",),
 )

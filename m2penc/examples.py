@@ -1,9 +1,11 @@
 """Synthetic example inputs (music and a reference photo) so every workflow runs as shipped.
 
-Nothing here is a model: the music is a 120 BPM drum-and-bass loop synthesised from sines and
-noise bursts, the "photo" a flat-shaded figure on a gradient. Both are deterministic, small, and
-written atomically. The demo command and the tests place them in ComfyUI's ``input/`` folder
-under the names the example workflows use.
+Nothing here is a model: the music is a 120 BPM four-on-the-floor groove from the small synthesiser
+``m2penc.audio.synth`` (drums, bass, chords, melody; its beats tracked on the kicks), the "photo"
+the open body rendered in one of the demo set's clothes colour schemes (``m2penc.render.appearance``),
+standing, framed as the demo's training frames. Both are deterministic, small, and written
+atomically. The demo command, the pack's first load in ComfyUI and the tests place them in ComfyUI's
+``input/`` folder under the names the example workflows use.
 """
 from __future__ import annotations
 
@@ -21,50 +23,30 @@ EXAMPLE_BPM = 120.0
 
 def synth_music(seconds: float = 6.0, sample_rate: int = EXAMPLE_SAMPLE_RATE, bpm: float = EXAMPLE_BPM,
                 seed: int = 0) -> np.ndarray:
-    """A stereo drum-and-bass loop, float32 ``(2, S)`` in [-1, 1], with a kick on every beat."""
-    rng = np.random.default_rng(seed)
-    n = int(round(seconds * sample_rate))
-    t = np.arange(n) / sample_rate
-    beat = 60.0 / bpm
-    out = np.zeros(n, dtype=np.float64)
-    for k in range(int(seconds / beat) + 1):
-        start = int(round(k * beat * sample_rate))
-        length = min(int(0.25 * sample_rate), n - start)
-        if length <= 0:
-            break
-        tt = np.arange(length) / sample_rate
-        kick = np.sin(2 * np.pi * (50 + 80 * np.exp(-tt * 30)) * tt) * np.exp(-tt * 12)
-        out[start:start + length] += 0.8 * kick
-        hat_start = start + int(round(beat / 2 * sample_rate))
-        hat_len = min(int(0.05 * sample_rate), n - hat_start)
-        if hat_len > 0:
-            out[hat_start:hat_start + hat_len] += 0.15 * rng.standard_normal(hat_len) * np.exp(-np.arange(hat_len) / 300)
-    bass_notes = (55.0, 55.0, 65.41, 49.0)  # A1 A1 C2 G1, one per bar
-    bar = 4 * beat
-    note = np.array([bass_notes[int(x // bar) % len(bass_notes)] for x in t])
-    out += 0.25 * np.sin(2 * np.pi * note * t)
-    out /= np.max(np.abs(out)) + 1e-9
-    stereo = np.stack([out, 0.9 * out]).astype(np.float32)
-    return 0.9 * stereo
+    """A stereo four-on-the-floor groove, float32 ``(2, S)`` in [-1, 1], with a kick on every beat.
+
+    Rendered by :func:`m2penc.audio.synth.synth_song` (kicks with a real attack on the beats, claps on
+    2 and 4, quiet hats, bass, chord pad and melody; the first beat 0.1 s in), so the beat tracker
+    the choreographer uses finds the kicks, not the off-beat hats, at every length.
+    """
+    from .audio.synth import SongSpec, synth_song
+
+    return synth_song(SongSpec(bpm=bpm, meter=4, style="four_on_floor", seconds=seconds,
+                               sample_rate=sample_rate, seed=seed)).audio
 
 
-def synth_reference(size: int = 512) -> np.ndarray:
-    """A flat-shaded standing figure on a gradient, uint8 ``(size, size, 3)``."""
-    from PIL import Image, ImageDraw
+#: The example photo's colour scheme (:data:`~m2penc.render.appearance.COLOUR_SCHEMES`): one of the demo
+#: set's training schemes, so the demo weights know its colours.
+EXAMPLE_SCHEME = "red_jeans"
 
-    grad = np.linspace(0, 1, size)[:, None]
-    bg = np.stack([200 - 60 * grad, 210 - 40 * grad, 230 - 20 * grad], axis=-1) * np.ones((1, size, 1))
-    img = Image.fromarray(bg.astype(np.uint8))
-    draw = ImageDraw.Draw(img)
-    s = size / 512
-    cx = size // 2
-    draw.ellipse([cx - 40 * s, 60 * s, cx + 40 * s, 150 * s], fill=(230, 190, 160))  # head
-    draw.rectangle([cx - 60 * s, 160 * s, cx + 60 * s, 320 * s], fill=(200, 40, 60))  # shirt
-    draw.rectangle([cx - 55 * s, 320 * s, cx + 55 * s, 360 * s], fill=(40, 50, 120))  # hips
-    for side in (-1, 1):
-        draw.line([cx + side * 60 * s, 175 * s, cx + side * 120 * s, 300 * s], fill=(200, 40, 60), width=int(28 * s))
-        draw.line([cx + side * 30 * s, 360 * s, cx + side * 45 * s, 490 * s], fill=(40, 50, 120), width=int(34 * s))
-    return np.asarray(img, dtype=np.uint8)
+
+def synth_reference(size: int = 512, scheme: str = EXAMPLE_SCHEME) -> np.ndarray:
+    """The example photo, uint8 ``(size, size, 3)``: the open body standing in ``scheme``'s clothes,
+    3D-shaded and framed as the demo set's training frames are
+    (:func:`~m2penc.render.appearance.reference_photo`)."""
+    from .render.appearance import reference_photo
+
+    return reference_photo(scheme, size).numpy()
 
 
 def write_example_inputs(input_dir: str | Path, seconds: float = 6.0) -> tuple[Path, Path]:

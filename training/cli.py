@@ -126,6 +126,9 @@ def _add_sdgpip(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--items-per-shard", type=int, default=4, help="sequences or tracks per shard")
     p.add_argument("--chunk-frames", type=int, default=300, help="longest sample; longer clips are split")
     p.add_argument("--intensity", type=float, default=1.0, help="beats: choreography intensity")
+    p.add_argument("--appearance", default=None,
+                   help="beats: also store video frames, the dancer rendered in a colour scheme (stages 2-3): cycle or "
+                        "random over the training schemes, or a scheme name (m2penc/render/appearance.py)")
     p.add_argument("--device", default="auto", help="auto (this process's GPU under torchrun), cpu, cuda:1, ...")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

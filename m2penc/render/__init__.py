@@ -12,5 +12,7 @@ OpenGL or a GPU, following ``shared/spec/champ/GUIDANCE_MAPS.md``:
 * :mod:`.palettes` - Champ's semantic palette (viridis of 10 x SMPL part);
 * :mod:`.keypoints` - OpenPose-18 keypoints of the body, POSE_KEYPOINT, heatmaps, skeleton images;
 * :mod:`.pose_maps` - the one entry point: body + motion + camera -> every map, batch by batch;
+* :mod:`.appearance` - the body in clothes colours (named colour schemes), Lambert-shaded: synthetic
+  training video and the demo's reference photo;
 * :mod:`.primitives` - spheres, boxes and a rigidly skinned "bone body" for tests and benchmarks.
 """

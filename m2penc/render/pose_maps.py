@@ -11,7 +11,7 @@ motions; :func:`render_pose_maps` concatenates every batch and suits short clips
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional, Protocol
+from typing import TYPE_CHECKING, Iterator, Optional, Protocol
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from .keypoints import body_keypoints
 from .maps import depth_map, gray_to_rgb, mask_map, normal_map, semantic_map, to_image, vertex_normals
 from .palettes import part_colors
 from .rasterize import rasterize
+
+if TYPE_CHECKING:
+    from .appearance import Appearance
 
 #: Image-like outputs, in Champ's guidance order, then the mask.
 IMAGE_KEYS = ("depth", "normal", "semantic", "skeleton")
@@ -42,17 +45,24 @@ class BodyLike(Protocol):
 
 
 def render_mesh_maps(vertices: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor,
-                     camera: PinholeCamera) -> dict[str, torch.Tensor]:
+                     camera: PinholeCamera, appearance: Optional["Appearance"] = None
+                     ) -> dict[str, torch.Tensor]:
     """World vertices ``(B, V, 3)`` -> uint8 ``depth (B, H, W)``, ``normal``/``semantic (B, H, W, 3)``, ``mask (B, H, W)``.
 
     ``colors``: ``(V, 3)`` uint8 per-vertex semantic colours (:func:`.palettes.part_colors`).
+    ``appearance``: also ``appearance (B, H, W, 3)`` uint8 (:mod:`.appearance`), shaded on these fragments
+    when it takes one sample per pixel.
     """
     cam_vertices = camera.world_to_camera(vertices)                         # fp32 whatever the input
     fragments = rasterize(camera.project(cam_vertices), faces, camera.height, camera.width)
-    return {"depth": depth_map(fragments),
-            "normal": normal_map(fragments, faces, vertex_normals(cam_vertices, faces)),
+    normals = vertex_normals(cam_vertices, faces)
+    maps = {"depth": depth_map(fragments),
+            "normal": normal_map(fragments, faces, normals),
             "semantic": semantic_map(fragments, faces, colors),
             "mask": mask_map(fragments)}
+    if appearance is not None:
+        maps["appearance"] = appearance.render(vertices, faces, camera, fragments, normals)
+    return maps
 
 
 def skeleton_maps(keypoints: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -94,19 +104,25 @@ def _finish(maps: dict[str, torch.Tensor], as_uint8: bool) -> dict[str, torch.Te
     out = {k: to_image(maps[k]) for k in IMAGE_KEYS}
     out["mask"] = maps["mask"].float().div_(255.0)
     out["keypoints"] = maps["keypoints"]
+    if "appearance" in maps:
+        out["appearance"] = to_image(maps["appearance"])
     return out
 
 
 def iter_pose_maps(body: BodyLike, poses: torch.Tensor, trans: torch.Tensor, camera: PinholeCamera,
                    batch_size: int = 16, control: RunControl = NO_CONTROL,
-                   as_uint8: bool = False) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
-    """Yield ``(first_frame, maps)`` per batch; maps as in :func:`render_pose_maps`, on the CPU."""
+                   as_uint8: bool = False, appearance: Optional["Appearance"] = None
+                   ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    """Yield ``(first_frame, maps)`` per batch; maps as in :func:`render_pose_maps`, on the CPU.
+
+    ``appearance``: also the body's ``appearance`` frames (:mod:`.appearance`, IMAGE or uint8 like the maps).
+    """
     _check_motion(poses, trans, batch_size)
     colors = part_colors(body.part_labels.to(body.faces.device))
     total = poses.shape[0]
     for start, vertices, joints in _batches(body, poses, trans, batch_size):
         control.check_cancel()
-        maps = render_mesh_maps(vertices, body.faces, colors, camera)
+        maps = render_mesh_maps(vertices, body.faces, colors, camera, appearance)
         maps["depth"] = gray_to_rgb(maps["depth"])
         maps["keypoints"] = body_keypoints(joints, vertices, body.landmarks, camera)
         maps["skeleton"] = skeleton_maps(maps["keypoints"], camera.width, camera.height)

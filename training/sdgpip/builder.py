@@ -52,7 +52,7 @@ from ...m2penc.render.camera import PinholeCamera
 from ..guidance_targets import GuidanceTargets
 from .shards import (KEY_MAX_LENGTH, SampleData, canonical_json, finished_shards, remove_stale_partials, shard_path,
                      write_shard)
-from .sources import EDGE_JUKEBOX_LAYER, SOURCES, Clip, MotionSource, make_source
+from .sources import EDGE_JUKEBOX_LAYER, SOURCES, Clip, MotionSource, check_appearance, make_source
 from .targets import FEATURE_KINDS, STORE_MODES, TargetSettings, clip_camera, iter_clip_chunks, track_features
 from .windows import INDEX_FILE
 
@@ -90,6 +90,9 @@ class BuildConfig:
         guidance_encoders: folder with Champ's ``guidance_encoder_*`` files (``store=guidance``).
         jukebox_dir, jukebox_layer: Jukebox weights folder and layer (``features=jukebox``).
         intensity: beat choreographer intensity.
+        appearance: beats only: render every clip's video frames (stages 2-3) with the maps' body and camera
+            in a colour scheme (``m2penc/render/appearance.py``): ``cycle``/``random`` over the training
+            schemes, or one scheme's name; the sample's ``info.appearance`` records the scheme.
         device, dtype: where the renderer, EDGE, Jukebox and encoders run (``auto``: this process's GPU).
     """
 
@@ -112,6 +115,7 @@ class BuildConfig:
     jukebox_dir: Optional[str] = None
     jukebox_layer: int = DEFAULT_LAYER
     intensity: float = 1.0
+    appearance: Optional[str] = None
     device: str = "auto"
     dtype: str = "fp32"
 
@@ -131,7 +135,11 @@ class BuildConfig:
         if self.features == "jukebox" and not self.jukebox_dir:
             raise InputError("--features jukebox needs --jukebox DIR (the Jukebox 5B vqvae and prior weights)")
         if self.video and self.source != "aist":
-            raise InputError("--video is for --source aist (the C09 videos); music sources have no video")
+            raise InputError("--video is for --source aist (the C09 videos); music sources have no video (--appearance "
+                             "renders synthetic video for --source beats)")
+        if self.appearance is not None and self.source != "beats":
+            raise InputError(f"--appearance renders synthetic video for --source beats, not {self.source!r}")
+        check_appearance(self.appearance)
         if self.body not in ("open", "smpl") or (self.body == "smpl" and not self.smpl_path):
             raise InputError(f"--body must be 'open' or 'smpl' (with --smpl PATH), got {self.body!r}")
         self.targets()                                   # validates fps and size
@@ -159,6 +167,8 @@ class BuildConfig:
             unused.add("jukebox_layer")
         if self.source != "beats":
             unused.add("intensity")
+        if self.appearance is None:                      # absent when off: builds made before it keep their ids
+            unused.add("appearance")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in unused}
 
     def weights_files(self) -> dict[str, list[Path]]:
@@ -376,7 +386,7 @@ def _build_worker(config: BuildConfig, rank: int, world_size: int, device: torch
     started = time.perf_counter()
     source = make_source(config.source, config.data, split=config.split, fps=config.fps, size=config.size,
                          seed=config.seed, video=config.video, edge_checkpoint=config.edge_checkpoint,
-                         device=device, dtype=config.dtype, intensity=config.intensity,
+                         device=device, dtype=config.dtype, intensity=config.intensity, appearance=config.appearance,
                          edge_extract=config.edge_extract(device))
     plan = make_plan(config, source, device)
     out = Path(config.out)

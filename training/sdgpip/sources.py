@@ -15,7 +15,9 @@ what the source produces (the build's settings record).
   ``t' = R rest_pelvis + t * 100 / s`` sees the unscaled motion exactly where AIST++'s projection puts
   the joints (only depth is scaled, by ``100 / s``).
 * ``beats``: one clip per music file of a folder, danced by the procedural beat choreographer
-  (:func:`~m2penc.audio.rhythm.music_choreography`).
+  (:func:`~m2penc.audio.rhythm.music_choreography`). With ``appearance`` each clip also names a colour
+  scheme (:mod:`~m2penc.render.appearance`) and the builder renders its video frames: the same body and
+  camera as the maps, painted in the scheme (synthetic video for stages 2-3).
 * ``edge``: per music file, the paper's teacher EDGE on non-overlapping full slices of one EDGE
   window (5 s) at offsets 0, 5, 10 ... s; each slice is generated on its own (features of the slice
   alone, as EDGE extracts them, and a seed of its own from :func:`clip_seed`), so a re-run reproduces
@@ -60,6 +62,7 @@ from ...m2penc.motion import SMPLMotion
 from ...m2penc.motion.edge.checkpoint import EDGEModelBundle, load_edge
 from ...m2penc.motion.edge.diffusion import DEFAULT_GUIDANCE
 from ...m2penc.motion.edge.generate import edge_motion_from_windows
+from ...m2penc.render.appearance import COLOUR_SCHEMES, TRAINING_SCHEMES
 from ...m2penc.render.camera import PinholeCamera
 from ...m2penc.timeline import frame_count, rational_fps
 from ...weights_manifest.verify import sha256_of
@@ -78,6 +81,9 @@ PATH_HASH_CHARS = 8
 EDGE_SUFFIXES: tuple[str, ...] = (".safetensors", ".pt", ".pth", ".ckpt")
 #: Beat choreographer amplitude range (:func:`~m2penc.motion.choreography.choreograph`).
 INTENSITY_RANGE = (0.0, 2.0)
+#: How a synthetic clip's colour scheme is picked from the training (not held-out) schemes: ``cycle``
+#: (the item's position in the sorted listing), ``random`` (from the clip's seed); a scheme's name uses it for all.
+APPEARANCE_MODES: tuple[str, ...] = ("cycle", "random")
 #: The Jukebox layer EDGE's released checkpoint was trained on (EDGE's ``jukebox_features.py``): the edge
 #: source always extracts its slices' features there, whatever layer the student's features use.
 EDGE_JUKEBOX_LAYER: int = DEFAULT_LAYER
@@ -110,6 +116,8 @@ class Clip:
         video: AIST with video: returns an iterator of uint8 ``(size, size, 3)`` RGB frames, frame ``k``
             showing motion frame ``k``; else ``None``.
         meta: extra JSON-able facts (genre, dancer, music file, slice index, ...).
+        appearance: synthetic clips: the colour scheme (:data:`~m2penc.render.appearance.COLOUR_SCHEMES`)
+            the builder renders the clip's video frames in, from the maps' body and camera; else ``None``.
     """
 
     key: str
@@ -124,8 +132,12 @@ class Clip:
     seed: int
     video: Optional[Video]
     meta: dict[str, Any]
+    appearance: Optional[str] = None
 
     def __post_init__(self) -> None:
+        if self.appearance is not None and (self.appearance not in COLOUR_SCHEMES or self.video is not None):
+            raise InputError(f"clip {self.key}: appearance must name a colour scheme ({', '.join(COLOUR_SCHEMES)}) "
+                             f"and the clip must have no video of its own, got {self.appearance!r}")
         if KEY_PATTERN.fullmatch(self.key) is None:
             raise InputError(f"clip key {self.key!r} must be 1-{KEY_MAX_LENGTH} characters of A-Z a-z 0-9 _ - "
                              f"({KEY_PATTERN.pattern}): the shards name samples by it")
@@ -392,21 +404,49 @@ class _MusicFolderSource:
                 "seed": self.seed, "files": len(self._items), "items_sha256": _items_digest(self._items)}
 
 
+def check_appearance(appearance: Optional[str]) -> Optional[str]:
+    """``None``, a mode of :data:`APPEARANCE_MODES` or a scheme name, else an :class:`InputError`."""
+    if appearance is not None and appearance not in APPEARANCE_MODES and appearance not in COLOUR_SCHEMES:
+        raise InputError(f"appearance must be one of {', '.join(APPEARANCE_MODES)} (pick a training colour scheme "
+                         f"per clip) or a scheme name ({', '.join(COLOUR_SCHEMES)}), got {appearance!r}")
+    return appearance
+
+
+def pick_scheme(appearance: str, seed: int, position: int) -> str:
+    """The scheme of a clip: ``cycle`` -> training scheme ``position mod n``, ``random`` -> one drawn from
+    ``seed`` (the clip's :func:`clip_seed`), a scheme name -> that scheme. Never a held-out one for the modes."""
+    if appearance == "cycle":
+        return TRAINING_SCHEMES[position % len(TRAINING_SCHEMES)]
+    if appearance == "random":
+        draw = clip_seed(seed, "appearance")
+        return TRAINING_SCHEMES[draw % len(TRAINING_SCHEMES)]
+    return check_appearance(appearance) or ""
+
+
+def _schemes_digest() -> str:
+    """sha256 of every scheme's colours (a build's id changes with them)."""
+    text = json.dumps([s.as_dict() for s in COLOUR_SCHEMES.values()], sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 class BeatsSource(_MusicFolderSource):
     """One procedural beat-choreographer dance per music file (seed :func:`clip_seed` of the file's path).
 
     Args:
         folder: the music folder; split: the label the clips carry; fps: build frame rate;
         seed: base seed; intensity: move amplitude, 0 (still) .. 2 (1 = normal).
+        appearance: ``None`` (motion only), ``cycle``/``random`` or a scheme name: each clip's
+            :attr:`Clip.appearance` (:func:`pick_scheme`), so the builder renders its video frames.
     """
 
     name = "beats"
 
     def __init__(self, folder: PathLike, split: str = "train", fps: float = 15.0, seed: int = 0,
-                 intensity: float = 1.0):
+                 intensity: float = 1.0, appearance: Optional[str] = None):
         if not (isinstance(intensity, (int, float)) and INTENSITY_RANGE[0] <= intensity <= INTENSITY_RANGE[1]):
             raise InputError(f"intensity must be in {list(INTENSITY_RANGE)} (1 = normal, 0 = standing still), "
                              f"got {intensity!r}")
+        self.appearance = check_appearance(appearance)
         super().__init__(folder, split, fps, seed)
         self.intensity = float(intensity)
 
@@ -417,11 +457,18 @@ class BeatsSource(_MusicFolderSource):
         motion = music_choreography(music, fps=self.fps, seed=seed, intensity=self.intensity)
         motion = _fit_to_music(motion, _music_frames(music, self.fps), str(self.folder / item))
         meta = {"music_file": item, "track_seconds": music["waveform"].shape[-1] / music["sample_rate"]}
+        scheme = None
+        if self.appearance is not None:
+            scheme = pick_scheme(self.appearance, seed, self._items.index(item))
+            meta["appearance"] = scheme
         yield Clip(music_key(self.name, item), self.name, self.split, item, motion, None, music, 0.0, None, seed,
-                   None, meta)
+                   None, meta, scheme)
 
     def describe(self) -> dict[str, Any]:
-        return {**self._describe(), "intensity": self.intensity}
+        facts = {**self._describe(), "intensity": self.intensity}
+        if self.appearance is not None:                # absent when off: older builds keep their ids
+            facts.update(appearance=self.appearance, schemes_sha256=_schemes_digest())
+        return facts
 
 
 def _json_value(value: Any) -> Any:
@@ -565,7 +612,8 @@ class EDGESource(_MusicFolderSource):
 def make_source(source: str, data: PathLike, *, split: str = "train", fps: float = 15.0, size: int = 512,
                 seed: int = 0, video: bool = False, edge_checkpoint: Optional[PathLike] = None,
                 device: Union[str, torch.device, None] = "cpu", dtype: str = "fp32",
-                edge_extract: Optional[Mapping[str, Any]] = None, intensity: float = 1.0) -> MotionSource:
+                edge_extract: Optional[Mapping[str, Any]] = None, intensity: float = 1.0,
+                appearance: Optional[str] = None) -> MotionSource:
     """The source named ``source`` over ``data``, every setting checked before any model is loaded.
 
     Args:
@@ -575,6 +623,7 @@ def make_source(source: str, data: PathLike, *, split: str = "train", fps: float
         video: serve the cropped video frames (AIST only: the synthetic sources have none).
         edge_checkpoint, device, dtype, edge_extract: the EDGE teacher (:class:`EDGESource`).
         intensity: beat choreographer amplitude (:class:`BeatsSource`).
+        appearance: beats only: each clip's colour scheme for its rendered video (:class:`BeatsSource`).
     Raises:
         InputError: unknown source, missing folder, no usable music, a missing EDGE checkpoint, bad settings.
     """
@@ -583,8 +632,10 @@ def make_source(source: str, data: PathLike, *, split: str = "train", fps: float
     if video and source != "aist":
         raise InputError(f"video=True needs real video frames, which only the aist source has; the {source} source "
                          f"makes motion only (leave video off for it)")
+    if appearance is not None and source != "beats":
+        raise InputError(f"appearance (rendered synthetic video) is for the beats source, not {source!r}")
     if source == "aist":
         return AISTSource(data, split, fps, size, video)
     if source == "beats":
-        return BeatsSource(data, split, fps, seed, intensity)
+        return BeatsSource(data, split, fps, seed, intensity, appearance)
     return EDGESource(data, edge_checkpoint, split, fps, seed, device, dtype, edge_extract)

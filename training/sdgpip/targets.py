@@ -34,6 +34,7 @@ from ...m2penc.audio.features import extract_music_features
 from ...m2penc.audio.featureset import BASELINE, JUKEBOX
 from ...m2penc.errors import InputError
 from ...m2penc.progress import NO_CONTROL, RunControl
+from ...m2penc.render.appearance import Appearance
 from ...m2penc.render.camera import PinholeCamera
 from ...m2penc.render.keypoints import keypoints_to_grid_heatmaps
 from ...m2penc.render.pose_maps import BodyLike, iter_pose_maps, motion_camera
@@ -119,23 +120,32 @@ def clip_camera(clip: Clip, body: BodyLike, size: int) -> PinholeCamera:
     return motion_camera(body, poses, trans, size, size)
 
 
+def clip_appearance(clip: Clip, body: BodyLike) -> Optional[Appearance]:
+    """How the clip's synthetic video frames are rendered (its :attr:`~.sources.Clip.appearance`), or ``None``."""
+    return None if clip.appearance is None else Appearance.of(body, clip.appearance)
+
+
 def render_targets(clip: Clip, body: BodyLike, camera: PinholeCamera, settings: TargetSettings,
-                   start: int, stop: int, control: RunControl = NO_CONTROL) -> dict[str, np.ndarray]:
+                   start: int, stop: int, control: RunControl = NO_CONTROL,
+                   appearance: Optional[Appearance] = None) -> dict[str, np.ndarray]:
     """Maps, keypoints and heatmaps of the clip's frames ``[start, stop)`` (``n = stop - start``).
 
     Returns:
         ``depth (n, S, S)`` uint8 (the renderer's gray depth), ``normal``/``semantic``/``skeleton``
         ``(n, S, S, 3)`` uint8, ``keypoints (n, 18, 3)`` float32 OpenPose-18 canvas pixels +
-        confidence, ``heatmaps (n, 18, G, G)`` uint8 (``G = S / 8``).
+        confidence, ``heatmaps (n, 18, G, G)`` uint8 (``G = S / 8``); with ``appearance``
+        (:func:`clip_appearance`) also ``video (n, S, S, 3)`` uint8, the body rendered in its colour scheme.
     """
     poses, trans = clip.motion.to_torch()
     parts: dict[str, list[np.ndarray]] = {}
     for _, maps in iter_pose_maps(body, poses[start:stop], trans[start:stop], camera, RENDER_BATCH, control,
-                                  as_uint8=True):
+                                  as_uint8=True, appearance=appearance):
         heat = keypoints_to_grid_heatmaps(maps["keypoints"], settings.size, settings.size, settings.grid)
         batch = {"depth": maps["depth"][..., 0], "normal": maps["normal"], "semantic": maps["semantic"],
                  "skeleton": maps["skeleton"], "keypoints": maps["keypoints"].float(),
                  "heatmaps": (heat.clamp(0, 1) * 255).round().to(torch.uint8)}
+        if appearance is not None:
+            batch["video"] = maps["appearance"]
         for key, value in batch.items():
             parts.setdefault(key, []).append(value.cpu().numpy())
     return {key: np.ascontiguousarray(np.concatenate(values)) for key, values in parts.items()}
@@ -157,7 +167,8 @@ def iter_clip_chunks(clip: Clip, body: BodyLike, camera: PinholeCamera, settings
     """Yield ``(frame_start, fields)`` for consecutive chunks of at most ``chunk_frames`` frames.
 
     ``fields`` holds :func:`render_targets`' arrays, ``features (n, D)`` float32, ``video (n, S, S, 3)``
-    uint8 when the clip has video, and ``guidance (n, C, G, G)`` float16 in ``guidance`` mode.
+    uint8 when the clip has video (its own frames, or rendered in its appearance scheme with the maps),
+    and ``guidance (n, C, G, G)`` float16 in ``guidance`` mode.
     Long clips are cut so one sample's arrays stay bounded (~4 MB per frame at 512, so 300
     frames ~ 1.2 GB); every chunk uses the clip's one ``camera`` (:func:`clip_camera`).
     """
@@ -165,10 +176,11 @@ def iter_clip_chunks(clip: Clip, body: BodyLike, camera: PinholeCamera, settings
         raise InputError("store='guidance' needs Champ's guidance encoders (--guidance-encoders FOLDER)")
     features = clip_feature_rows(track, clip, settings.fps)
     video = iter(clip.video()) if clip.video is not None else None
+    appearance = clip_appearance(clip, body)
     total = clip.motion.num_frames
     for start in range(0, total, chunk_frames):
         stop = min(start + chunk_frames, total)
-        fields = render_targets(clip, body, camera, settings, start, stop, control)
+        fields = render_targets(clip, body, camera, settings, start, stop, control, appearance)
         fields["features"] = np.ascontiguousarray(features[start:stop])
         if video is not None:
             fields["video"] = _take_frames(video, stop - start, clip, settings.size)
