@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from .weights_manifest.demo import DEMO_SIZE, DEMO_STEPS  # ``dance --demo``: the demo set's size and steps
 
 #: ``dance --smoke``: the smoke workflow's size and steps (the tiny weights make noise: a quick check of the
 #: pipeline); real weights: the paper's 512 px and Champ's 20 steps.
@@ -34,15 +35,22 @@ def _add_dance_parser(sub) -> None:
     p.add_argument("--models-dir", default=None,
                    help="a ComfyUI models folder (see `m2pdance weights list`); default: $COMFYUI_PATH/models, "
                         f"else ./comfy_home/models (here: {default_models_dir()})")
-    p.add_argument("--smoke", action="store_true",
-                   help=f"the tiny smoke weights (`m2pdance weights smoke`): noise, a quick pipeline check at "
-                        f"{SMOKE_SIZE} px and {SMOKE_STEPS} steps unless --size/--steps say otherwise")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--demo", action="store_true",
+                       help=f"the demo set shipped with the pack (trained by `m2pdance-train demo` on synthetic "
+                            f"dances: a small figure in the photo's colours dancing to the beat), read in place, at "
+                            f"{DEMO_SIZE} px and {DEMO_STEPS} steps unless --size/--steps say otherwise; "
+                            "--models-dir is not used")
+    which.add_argument("--smoke", action="store_true",
+                       help=f"the tiny smoke weights (`m2pdance weights smoke`): noise, a quick pipeline check at "
+                            f"{SMOKE_SIZE} px and {SMOKE_STEPS} steps unless --size/--steps say otherwise")
     p.add_argument("--start", type=float, default=0.0, help="where in the music to start, seconds (default: 0)")
     p.add_argument("--duration", type=float, default=None, help="seconds of music to dance to (default: to the end)")
     p.add_argument("--size", type=int, default=None,
-                   help=f"width = height in pixels, a multiple of 8 (default: {REAL_SIZE}; --smoke: {SMOKE_SIZE})")
+                   help=f"width = height in pixels, a multiple of 8 (default: {REAL_SIZE}; --demo: {DEMO_SIZE}; "
+                        f"--smoke: {SMOKE_SIZE})")
     p.add_argument("--steps", type=int, default=None,
-                   help=f"DDIM steps per segment (default: {REAL_STEPS}; --smoke: {SMOKE_STEPS})")
+                   help=f"DDIM steps per segment (default: {REAL_STEPS}; --demo: {DEMO_STEPS}; --smoke: {SMOKE_STEPS})")
     p.add_argument("--seed", type=int, default=0, help="the video's seed (default: 0)")
     p.add_argument("--layer", type=int, default=DEFAULT_LAYER, help=f"Jukebox layer, jukebox-feature M2PEnc only (default: {DEFAULT_LAYER})")
     p.add_argument("--device", default="auto", help="auto (default: CUDA if present, else CPU), cpu, cuda, cuda:1 ...")
@@ -60,20 +68,34 @@ def _cmd_dance(args) -> int:
     from .m2penc.sampling import LongVideoOptions
     from .weights_manifest import entry
     from .weights_manifest.smoke import SMOKE_FILES
+    from .weights_manifest.demo import DEMO_DIR, DEMO_LOADER_FILES, demo_available
 
-    models = Path(args.models_dir or default_models_dir())
+    if args.demo and args.models_dir:
+        from .m2penc.errors import InputError
+        raise InputError("--demo reads the demo set shipped with the pack; drop --models-dir (or drop --demo to "
+                         "use the files in that folder)")
+    if args.demo:
+        if not demo_available():
+            from .m2penc.errors import WeightsNotFoundError
+            raise WeightsNotFoundError(f"the demo weights are missing from {DEMO_DIR}: reinstall the pack, or train "
+                                       "them with `m2pdance-train demo --out runs/demo --ship`")
+        models = DEMO_DIR
+    else:
+        models = Path(args.models_dir or default_models_dir())
     if not models.is_dir():
         from .m2penc.errors import InputError
         raise InputError(f"models folder {models} does not exist: pass --models-dir (a ComfyUI models folder), "
-                         "or set COMFYUI_PATH; `m2pdance weights smoke --models-dir DIR` writes the tiny weights")
-    if args.smoke:
+                         "or set COMFYUI_PATH; or try `m2pdance dance --demo` (the demo set shipped with the pack)")
+    if args.demo:
+        names = dict(DEMO_LOADER_FILES)
+    elif args.smoke:
         names = {"m2penc": SMOKE_FILES["m2penc"], "champ": SMOKE_FILES["champ"], "vae": SMOKE_FILES["vae"],
                  "clip_vision": SMOKE_FILES["clip_vision"]}
     else:
         names = {"m2penc": entry("m2penc_paper").filename, "champ": entry("champ_denoising_unet").filename,
                  "vae": entry("vae_sd_vae_ft_mse").filename, "clip_vision": entry("clip_image_encoder").filename}
-    size = args.size or (SMOKE_SIZE if args.smoke else REAL_SIZE)
-    steps = args.steps or (SMOKE_STEPS if args.smoke else REAL_STEPS)
+    size = args.size or (DEMO_SIZE if args.demo else SMOKE_SIZE if args.smoke else REAL_SIZE)
+    steps = args.steps or (DEMO_STEPS if args.demo else SMOKE_STEPS if args.smoke else REAL_STEPS)
     weights = DanceWeights(
         m2penc=models / "m2penc" / names["m2penc"], champ=models / "champ" / names["champ"],
         vae=models / "vae" / names["vae"], image_encoder=models / "clip_vision" / names["clip_vision"],
@@ -84,7 +106,9 @@ def _cmd_dance(args) -> int:
                            seed=args.seed, sampling=LongVideoOptions(num_steps=steps), layer=args.layer,
                            device=str(device), dtype=args.dtype)
     print(f"m2pdance dance: {size}x{size} px, {steps} steps, {device} {resolve_dtype(args.dtype, device)}, "
-          f"weights from {models}{' (smoke: noise, not a dance)' if args.smoke else ''}", file=sys.stderr)
+          f"weights from {models}{' (smoke: noise, not a dance)' if args.smoke else ''}"
+          f"{' (the demo set: trained on synthetic dances, it draws a figure in its own style)' if args.demo else ''}",
+          file=sys.stderr)
     with console_control() as control:
         path = make_dance_video(args.music, args.photo, args.out, weights, options, control=control)
     print(path)

@@ -142,15 +142,13 @@ def atomic_write(path: PathLike, write_fn) -> Path:
     try:
         write_fn(tmp)
         _fsync_file(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_folder(path.parent)
+    fsync_folder(path.parent)
     return path
 
 
@@ -163,7 +161,23 @@ def _fsync_file(path: str) -> None:
         os.close(fd)
 
 
-def _fsync_folder(folder: Path) -> None:
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``): ComfyUI runs
+    nodes in a worker thread, and ``os.umask(0)`` to read it would briefly make every other thread's new
+    files world-writable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def fsync_folder(folder: Path) -> None:
     """Make a rename in ``folder`` durable (POSIX); a no-op where folders cannot be opened or synced."""
     if os.name == "nt":
         return

@@ -24,13 +24,23 @@ COMFY_FOLDERS: tuple[str, ...] = ("vae", "clip_vision")
 
 
 def ensure_model_folders() -> None:
-    """Register our model folders with ``folder_paths`` (idempotent)."""
+    """Register our model folders with ``folder_paths`` (idempotent), and the folders of the demo set the
+    pack ships for our own categories (``weights_manifest/demo-set/champ``, ``.../m2penc``, after the
+    user's folders: a file of the same name in ``models/`` wins). The demo VAE and CLIP files join only
+    our loader's lists (:func:`model_files`), not ComfyUI's ``vae``/``clip_vision`` categories, whose
+    core loaders cannot read them."""
     import folder_paths
+
+    from ..weights_manifest.demo import DEMO_CATEGORIES, demo_folder
 
     for name, sub in MODEL_FOLDERS.items():
         default = os.path.join(folder_paths.models_dir, sub)
         if name not in folder_paths.folder_names_and_paths or default not in folder_paths.get_folder_paths(name):
             folder_paths.add_model_folder_path(name, default)
+    for name in DEMO_CATEGORIES:
+        shipped = str(demo_folder(name))
+        if os.path.isdir(shipped) and shipped not in folder_paths.get_folder_paths(name):
+            folder_paths.add_model_folder_path(name, shipped)
 
 
 #: Weights file endings a loader dropdown may list (anything else, e.g. ``x.bak``, is hidden).
@@ -39,11 +49,17 @@ WEIGHT_EXTENSIONS: tuple[str, ...] = (".safetensors", ".pth", ".pt", ".bin", ".c
 
 def model_files(category: str, extensions: tuple[str, ...] = WEIGHT_EXTENSIONS) -> list[str]:
     """File names (relative to the category's folders) for a loader's dropdown: only names ending
-    in one of ``extensions`` (``.tar`` covers Jukebox's ``.pth.tar``)."""
+    in one of ``extensions`` (``.tar`` covers Jukebox's ``.pth.tar``); for ``vae``/``clip_vision`` also
+    the shipped demo set's file (:func:`weights_manifest.demo.demo_file`)."""
     import folder_paths
 
+    from ..weights_manifest.demo import DEMO_COMPONENT_CATEGORIES, DEMO_LOADER_FILES, demo_file
+
     ensure_model_folders()
-    return [f for f in folder_paths.get_filename_list(category) if f.lower().endswith(tuple(extensions))]
+    names = [f for f in folder_paths.get_filename_list(category) if f.lower().endswith(tuple(extensions))]
+    if category in DEMO_COMPONENT_CATEGORIES and demo_file(category, DEMO_LOADER_FILES[category]) is not None:
+        names = sorted(set(names) | {DEMO_LOADER_FILES[category]})
+    return names
 
 
 def _folder_label(category: str) -> str:
@@ -63,11 +79,16 @@ def check_model_name(category: str, filename: str) -> bool | str:
 
 
 def _smoke_hint(filename: str) -> str:
+    from ..weights_manifest.demo import DEMO_LOADER_FILES
     from ..weights_manifest.smoke import SMOKE_FILES
 
-    if filename.replace("\\", "/") in SMOKE_FILES.values():
+    name = filename.replace("\\", "/")
+    if name in SMOKE_FILES.values():
         return ("it is one of the tiny smoke-test files: write them all with `m2pdance weights smoke "
                 "--models-dir <ComfyUI>/models` (random weights, for trying the workflows only)")
+    if name in DEMO_LOADER_FILES.values():
+        return ("it is one of the demo set's files, which ship with the pack in weights_manifest/demo-set: "
+                "reinstall the pack (or `m2pdance-train demo --out runs/demo --ship` trains them again)")
     return ""
 
 
@@ -80,10 +101,15 @@ def model_path(category: str, filename: str, manifest_hint: str = "") -> str:
     """
     import folder_paths
 
+    from ..weights_manifest.demo import demo_file
+
     ensure_model_folders()
     label = _folder_label(category)
     relative = check_name(filename, label)
     path = folder_paths.get_full_path(category, relative)
+    shipped = demo_file(category, relative)
+    if path is None and shipped is not None:
+        return str(shipped)
     if path is None:
         hint = (_smoke_hint(relative) or manifest_hint
                 or "run `m2pdance weights list` to see what each slot expects and where to get it")

@@ -19,8 +19,10 @@ import logging
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Optional
 
+from ..m2penc.checkpoint import fsync_folder
 from ..m2penc.examples import EXAMPLE_MUSIC, EXAMPLE_REFERENCE, write_example_inputs
 
 log = logging.getLogger(__name__)
@@ -64,23 +66,8 @@ def write_missing_example_inputs(input_dir: str) -> list[str]:
                    if _link_new(os.path.join(staging, name), os.path.join(input_dir, name))]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _fsync_folder(input_dir)
+    fsync_folder(Path(input_dir))
     return written
-
-
-def _fsync_folder(folder: str) -> None:
-    if os.name == "nt":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def ensure_example_inputs(input_dir: Optional[str] = None) -> list[str]:

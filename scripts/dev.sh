@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: creates .venv (CPU torch + this pack), then
-#   scripts/dev.sh demo [--weights DIR] [--out DIR]   music -> dance video (tiny smoke weights by default)
+#   scripts/dev.sh demo [--weights DIR | --smoke] [--out DIR]   music -> dance video (the shipped demo set by default)
 #   scripts/dev.sh test [pytest args]                  the test suite (what CI runs)
 #   scripts/dev.sh setup                               only build the environment
 # Env: M2P_VENV (default .venv), PYTHON (default python3), TORCH_SPEC (default torch==2.13.0).

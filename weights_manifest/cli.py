@@ -1,4 +1,4 @@
-"""``m2pdance weights list|verify|fetch|convert|smoke``: the manifest on the command line."""
+"""``m2pdance weights list|verify|fetch|convert|smoke|demo``: the manifest on the command line."""
 from __future__ import annotations
 
 import argparse
@@ -44,19 +44,33 @@ def cmd_list(args) -> int:
     smoke = _smoke_reports(models, hash_files=False)
     if smoke:
         print(f"tiny smoke weights: {sum(r.status != 'missing' for r in smoke)}/{len(smoke)} present")
+    from .demo import DEMO_DIR, demo_available
+    print(f"demo set shipped with the pack ({DEMO_DIR}): {'present' if demo_available() else 'MISSING'}")
+    if DEMO_DIR != models and demo_available(models):
+        print(f"demo set copied into {models}: present")
     return 0
 
 
 def _smoke_reports(models: Path, hash_files: bool) -> list[FileReport]:
+    """The smoke files recorded in ``models``."""
     from .smoke import smoke_entries
 
     return [verify_file(e, e.path_in(models), hash_files=hash_files, keys=keys) for e, keys in smoke_entries(models)]
+
+
+def _demo_reports(models: Path, hash_files: bool) -> list[FileReport]:
+    """The demo set's files: shipped with the pack, and copied into ``models`` if they are."""
+    from .demo import DEMO_DIR, demo_entries
+
+    return [verify_file(e, e.path_in(folder), hash_files=hash_files, keys=keys)
+            for folder in dict.fromkeys([DEMO_DIR, models]) for e, keys in demo_entries(folder)]
 
 
 def cmd_verify(args) -> int:
     models = Path(args.models_dir)
     reports = [verify_file(e, e.path_in(models), hash_files=not args.no_hash) for e in _selected(args.workflow)]
     reports += _smoke_reports(models, hash_files=not args.no_hash)
+    reports += _demo_reports(models, hash_files=not args.no_hash)
     bad = 0
     for r in reports:
         if r.status == "missing":
@@ -143,8 +157,19 @@ def cmd_smoke(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from .demo import install_demo_weights
+
+    for path in install_demo_weights(Path(args.models_dir)):
+        print(f"wrote {path}")
+    print("The demo set: trained by this pack on synthetic dances (`m2pdance-train demo`); it draws a small figure "
+          "in the reference's colours dancing to the beat, in its own style, at 128 px.")
+    return 0
+
+
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("weights", help="list, verify, fetch, convert weights; write tiny smoke weights")
+    p = subparsers.add_parser("weights", help="list, verify, fetch, convert weights; write tiny smoke weights; "
+                                              "copy the demo set")
     sub = p.add_subparsers(dest="weights_cmd", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--models-dir", default=str(default_models_dir()),
@@ -168,3 +193,6 @@ def add_parser(subparsers) -> None:
     s = sub.add_parser("smoke", parents=[common], help="write tiny random weights for every model slot")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_smoke)
+    s = sub.add_parser("demo", parents=[common], help="copy the demo set shipped with the pack into the models folder "
+                                                      "(ComfyUI and `m2pdance dance --demo` also read it in place)")
+    s.set_defaults(func=cmd_demo)

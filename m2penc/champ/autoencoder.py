@@ -30,7 +30,8 @@ def vae_config_from_folder(path: PathLike) -> Optional[VAEConfig]:
     raw = folder_config(path)
     if not raw:
         return None
-    fields = ("block_out_channels", "layers_per_block", "latent_channels", "norm_num_groups", "scaling_factor")
+    fields = ("block_out_channels", "layers_per_block", "latent_channels", "norm_num_groups", "scaling_factor",
+              "mid_block_add_attention")
     return VAEConfig.from_dict({k: raw[k] for k in fields if k in raw})
 
 

@@ -167,17 +167,26 @@ class GuidanceEncoderConfig(ModelConfig):
 
 @dataclass(frozen=True)
 class VAEConfig(ModelConfig):
-    """SD ``AutoencoderKL`` (sd-vae-ft-mse at full size); 8x spatial downsampling."""
+    """SD ``AutoencoderKL`` (sd-vae-ft-mse at full size); 8x spatial downsampling.
+
+    ``mid_block_add_attention`` is diffusers' switch for the attention in the middle blocks (SD: on);
+    the ``demo`` preset (the demo set's small VAE) has none, so it sees crops and whole frames alike.
+    """
 
     block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
     layers_per_block: int = 2
     latent_channels: int = 4
     norm_num_groups: int = 32
     scaling_factor: float = 0.18215
+    mid_block_add_attention: bool = True
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"block_out_channels": (16, 16, 16, 16), "layers_per_block": 1, "norm_num_groups": 8},
         "small": {"block_out_channels": (32, 64, 64, 64), "layers_per_block": 1},
+        # the demo set's VAE: 8 norm groups (4-8 channels each; 32 groups on 32-64 channels normalise every
+        # channel on its own and the frame's overall colour is lost) and no middle attention
+        "demo": {"block_out_channels": (32, 64, 64, 64), "layers_per_block": 1, "norm_num_groups": 8,
+                 "mid_block_add_attention": False},
         "sd15": {},
     }
 
@@ -194,6 +203,7 @@ class VAEConfig(ModelConfig):
             "latent_channels": self.latent_channels,
             "norm_num_groups": self.norm_num_groups,
             "scaling_factor": self.scaling_factor,
+            "mid_block_add_attention": self.mid_block_add_attention,
         }
 
 

@@ -27,6 +27,7 @@ from typing import Any, Mapping, Optional, Union
 import av
 import numpy as np
 
+from ..checkpoint import current_umask
 from ..errors import InputError
 from .audio_track import AudioTrack, audio_track_from_comfy
 from .formats import PNG_PATTERN, VideoFormat, audio_rate_for, get_format
@@ -41,21 +42,6 @@ def _frame_rate(fps: float) -> Fraction:
     if not fps > 0:
         raise InputError(f"frame rate must be positive, got {fps}")
     return Fraction(fps).limit_denominator(1001)
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where the OS allows (Linux ``/proc``): ComfyUI
-    runs nodes in a worker thread, and ``os.umask`` would change it for every thread meanwhile."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _target_path(path: PathLike, fmt: VideoFormat) -> Path:
@@ -163,7 +149,7 @@ class VideoWriter:
 
     def _publish(self) -> None:
         assert self._tmp is not None
-        umask = _umask()
+        umask = current_umask()
         if self.format.is_sequence:
             os.chmod(self._tmp, 0o777 & ~umask)  # mkdtemp creates 0700; frames are made 0666 & ~umask
             os.rename(self._tmp, self.path)

@@ -1,0 +1,198 @@
+"""benchmarks/demo_quality.py: its metric functions on arrays with known answers, and one quick run end to end."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_benchmark():
+    path = REPO_ROOT / "benchmarks" / "demo_quality.py"
+    spec = importlib.util.spec_from_file_location("demo_quality_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module          # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+dq = _load_benchmark()
+
+
+# ----- IoU and foreground -----------------------------------------------------------------------------------
+
+def _rect(h, w, top, left, bottom, right) -> torch.Tensor:
+    mask = torch.zeros(h, w, dtype=torch.bool)
+    mask[top:bottom, left:right] = True
+    return mask
+
+
+def test_mask_iou_of_rectangles_is_exact():
+    a = _rect(20, 20, 0, 0, 10, 10)            # 100 px
+    b = _rect(20, 20, 5, 5, 15, 15)            # 100 px, overlap 5 x 5 = 25
+    iou = dq.mask_iou(torch.stack([a, a, a]), torch.stack([b, a, torch.zeros_like(a)]))
+    assert iou.shape == (3,)
+    assert iou[0].item() == pytest.approx(25 / 175)
+    assert iou[1].item() == 1.0
+    assert iou[2].item() == 0.0
+
+
+def test_mask_iou_of_two_empty_masks_is_one():
+    empty = torch.zeros(1, 8, 8, dtype=torch.bool)
+    assert dq.mask_iou(empty, empty).tolist() == [1.0]
+
+
+def test_foreground_mask_finds_a_rectangle_on_a_gradient_background():
+    h, w = 16, 12
+    rows = torch.linspace(180, 240, h)[:, None, None].expand(h, w, 3)
+    background = rows.round().to(torch.uint8)
+    frame = background.clone()
+    frame[4:10, 3:8] = torch.tensor([200, 40, 45], dtype=torch.uint8)
+    frames = torch.stack([frame, background])                      # (2, H, W, 3) uint8
+    fg = dq.foreground_mask(frames, background, threshold=40)
+    assert fg.shape == (2, h, w)
+    assert torch.equal(fg[0], _rect(h, w, 4, 3, 10, 8))
+    assert not fg[1].any()
+    # float frames in [0, 1] give the same answer
+    assert torch.equal(dq.foreground_mask(frames.float() / 255, background.float() / 255, 40), fg)
+
+
+def test_foreground_threshold_is_strict_euclidean_rgb_distance():
+    background = torch.zeros(1, 1, 3, dtype=torch.uint8)
+    at = torch.tensor([[[[30, 40, 0]]]], dtype=torch.uint8)        # distance exactly 50
+    assert not dq.foreground_mask(at, background, threshold=50)[0, 0, 0]
+    assert dq.foreground_mask(at, background, threshold=49.9)[0, 0, 0]
+
+
+# ----- colours ----------------------------------------------------------------------------------------------
+
+def test_colour_distance_zero_for_identical_and_known_for_shifted():
+    frames = torch.zeros(2, 4, 4, 3, dtype=torch.uint8)
+    frames[..., 0], frames[..., 1], frames[..., 2] = 200, 40, 45
+    mask = torch.zeros(2, 4, 4, dtype=torch.bool)
+    mask[:, 1:3, 1:3] = True
+    colour = dq.mean_colour(frames, mask)
+    assert colour.tolist() == [200.0, 40.0, 45.0]
+    assert dq.colour_distance(colour, torch.tensor([200, 40, 45])) == 0.0
+    shifted = frames.clone()
+    shifted[..., 0] -= 30
+    shifted[..., 1] += 40                                           # a (−30, +40, 0) shift: distance 50
+    assert dq.colour_distance(dq.mean_colour(shifted, mask), colour) == pytest.approx(50.0)
+
+
+def test_mean_colour_ignores_pixels_outside_the_mask_and_is_nan_when_empty():
+    frames = torch.zeros(1, 2, 2, 3, dtype=torch.uint8)
+    frames[0, 0, 0] = torch.tensor([10, 20, 30], dtype=torch.uint8)
+    frames[0, 1, 1] = torch.tensor([30, 40, 50], dtype=torch.uint8)
+    mask = torch.tensor([[[True, False], [False, True]]])
+    assert dq.mean_colour(frames, mask).tolist() == [20.0, 30.0, 40.0]
+    assert all(math.isnan(v) for v in dq.mean_colour(frames, torch.zeros_like(mask)).tolist())
+
+
+# ----- beat alignment ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [2, 3, 5, 8])
+def test_derangement_has_no_fixed_point_and_is_seeded(n):
+    for seed in range(20):
+        perm = dq.derangement(n, seed)
+        assert sorted(perm.tolist()) == list(range(n))
+        assert not np.any(perm == np.arange(n))
+        assert np.array_equal(perm, dq.derangement(n, seed))
+
+
+def test_derangement_of_one_is_refused():
+    with pytest.raises(ValueError):
+        dq.derangement(1)
+
+
+def test_beat_times_to_frames():
+    assert dq.beat_times_to_frames([0.0, 0.49, 1.0, 1.01], 15).tolist() == [0, 7, 15]
+
+
+def _stepping(frames: int, beats: np.ndarray) -> np.ndarray:
+    """Two joints moving right with speed ``sin^2(pi * phase)``: zero at every beat, ``(F, 2, 2)``.
+
+    Between beats ``a < b`` the phase is ``(t - a) / (b - a)``; before the first and after the last beat
+    the joints keep moving at a constant speed, so the only speed minima are the beats.
+    """
+    t = np.arange(frames, dtype=np.float64)
+    speed = np.ones(frames)
+    for a, b in zip(beats[:-1], beats[1:]):
+        seg = (t >= a) & (t <= b)
+        speed[seg] = np.sin(np.pi * (t[seg] - a) / (b - a)) ** 2
+    x = np.cumsum(speed)
+    y = np.zeros(frames)
+    return np.stack([np.stack([x, y], -1), np.stack([x + 5, y + 3], -1)], axis=1)
+
+
+def test_matched_bas_beats_shuffled_on_motion_that_stops_at_its_beats():
+    a_beats = np.arange(10, 190, 20)            # two songs of different tempos
+    b_beats = np.arange(13, 190, 27)
+    keypoints = [_stepping(200, a_beats), _stepping(200, b_beats)]
+    pairing = dq.derangement(2, 0)
+    assert pairing.tolist() == [1, 0]
+    matched, shuffled = dq.matched_and_shuffled_bas(keypoints, [a_beats, b_beats], pairing)
+    assert matched.shape == shuffled.shape == (2,)
+    # the first and last beats have no speed minimum (constant speed outside them), the others do
+    assert np.all(matched > 0.75)
+    assert np.all(shuffled < matched - 0.3)
+    assert dq.keypoint_bas(keypoints[0], a_beats) == matched[0]
+    assert dq.keypoint_bas(keypoints[1], a_beats) == shuffled[1]
+
+
+def test_keypoint_bas_is_nan_when_no_beat_falls_inside():
+    keypoints = _stepping(30, np.array([0, 10, 20, 29]))
+    assert math.isnan(dq.keypoint_bas(keypoints, np.array([100, 200])))
+
+
+# ----- the whole script, quick, on a demo-format folder of seeded initial weights ---------------------------
+
+@pytest.fixture(scope="module")
+def demo_format_folder(tmp_path_factory) -> Path:
+    """The quick recipe's initial models (untrained) and a fresh M2PEnc, laid out as the demo set."""
+    from m2pdance.m2penc.champ.models import save_champ_models
+    from m2pdance.m2penc.encoder import M2PEnc
+    from m2pdance.m2penc.encoder.weights import save_m2penc
+    from m2pdance.training.demo.recipe import DemoRecipe
+    from m2pdance.weights_manifest.demo import DEMO_FILES, demo_available
+
+    root = tmp_path_factory.mktemp("demo_set")
+    recipe = DemoRecipe.preset("quick")
+    models = recipe.initial_models()
+    champ_dir = (root / DEMO_FILES["denoising_unet"]).parent
+    save_champ_models(models, champ_dir, [s for s in models.modules() if s not in ("vae", "image_encoder")])
+    for stem, role in (("vae", "vae"), ("image_encoder", "image_encoder")):
+        save_champ_models(models, root / "tmp", [stem])
+        (root / DEMO_FILES[role]).parent.mkdir(parents=True, exist_ok=True)
+        (root / "tmp" / f"{stem}.safetensors").rename(root / DEMO_FILES[role])
+    torch.manual_seed(0)
+    save_m2penc(M2PEnc(recipe.m2penc_config()), root / DEMO_FILES["m2penc"])
+    assert demo_available(root)
+    return root
+
+
+def test_quick_run_end_to_end(demo_format_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    res = dq.main(["--weights", str(demo_format_folder), "--quick", "--device", "cpu", "--seconds", "4",
+                   "--frames", "8", "--steps", "2", "--out", str(out)])
+    printed = capsys.readouterr().out
+    for goal in ("ratio", "goal >= 2", "choreographer's own keypoints", "pose path  IoU", "music path IoU", "diagonal"):
+        assert goal in printed
+    assert len(res["bas"]["matched"]) == 2 and len(res["bas"]["choreography"]["matched"]) == 2
+    assert sorted(res["pairing"]) == [0, 1] and res["pairing"] != [0, 1]
+    assert 0 <= res["iou"]["pose"] <= 1 and 0 <= res["iou"]["music"] <= 1
+    assert [r["path"] for r in res["iou"]["runs"]] == ["pose", "pose", "music"]
+    assert set(res["colour"]["matrix"]) == {"red_jeans", "blue_brown"}
+    saved = json.loads((out / "demo_quality.json").read_text())
+    assert saved["bas"]["ratio"] == pytest.approx(res["bas"]["ratio"], nan_ok=True)
+    from PIL import Image
+
+    sheet = Image.open(out / "demo_quality.png")
+    assert sheet.size == (9 * 128, 3 * 128)          # reference + 4 frames + 4 masks, one row per run
