@@ -161,7 +161,7 @@ def demo_format_folder(tmp_path_factory) -> Path:
     from m2pdance.m2penc.encoder import M2PEnc
     from m2pdance.m2penc.encoder.weights import save_m2penc
     from m2pdance.training.demo.recipe import DemoRecipe
-    from m2pdance.weights_manifest.demo import DEMO_FILES, demo_available
+    from m2pdance.weights_manifest.demo import DEMO_FILES, RECORD, demo_available, make_record
 
     root = tmp_path_factory.mktemp("demo_set")
     recipe = DemoRecipe.preset("quick")
@@ -174,6 +174,7 @@ def demo_format_folder(tmp_path_factory) -> Path:
         (root / "tmp" / f"{stem}.safetensors").rename(root / DEMO_FILES[role])
     torch.manual_seed(0)
     save_m2penc(M2PEnc(recipe.m2penc_config()), root / DEMO_FILES["m2penc"])
+    (root / RECORD).write_text(json.dumps(make_record(root, {"revision": "test"})))
     assert demo_available(root)
     return root
 
@@ -196,3 +197,8 @@ def test_quick_run_end_to_end(demo_format_folder, tmp_path, capsys):
 
     sheet = Image.open(out / "demo_quality.png")
     assert sheet.size == (9 * 128, 3 * 128)          # reference + 4 frames + 4 masks, one row per run
+
+
+def test_off_beats_sit_half_way_between_beats():
+    assert dq.off_beats(np.array([0, 10, 20, 31])).tolist() == [5, 15, 26]
+    assert dq.off_beats(np.array([4])).tolist() == []

@@ -78,6 +78,8 @@ def _fails(executor, prompt, match: str):
 
 def test_missing_model_file_is_rejected_at_validation_with_its_name(home, nodes, smoke_models):
     prompt = small_dance_prompt(nodes)
+    by_type_id = by_type(prompt, "M2PDanceLoadM2PEnc")
+    prompt[by_type_id]["inputs"]["m2penc"] = "m2pdance-tiny-m2penc.safetensors"
     m2penc = smoke_models / "m2penc" / "m2pdance-tiny-m2penc.safetensors"
     hidden = m2penc.with_suffix(".moved")
     m2penc.rename(hidden)  # ComfyUI re-reads the dropdown on every queue, as the harness does

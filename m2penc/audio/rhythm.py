@@ -123,13 +123,14 @@ def music_rhythm(music: Music, sample_rate: Optional[int] = None, start_bpm: Opt
 
 
 def music_choreography(music: Music, fps: float = DEFAULT_FPS, seed: int = 0, intensity: float = 1.0,
-                       sample_rate: Optional[int] = None) -> SMPLMotion:
+                       sample_rate: Optional[int] = None, variety: str = "seeded") -> SMPLMotion:
     """A procedural beat-synchronous SMPL dance to ``music`` (:func:`music_rhythm` + ``choreograph``).
 
-    The motion covers the music's whole frames, :func:`m2penc.timeline.frame_count`.
+    The motion covers the music's whole frames, :func:`m2penc.timeline.frame_count`; ``variety``: how
+    moves are chosen (``seeded`` or ``by_level``, :data:`~m2penc.motion.choreography.planner.VARIETIES`).
     """
     audio = _as_audio(music, sample_rate)
     rhythm = music_rhythm(audio)
     frames = frame_count(audio["waveform"].shape[-1], audio["sample_rate"], fps)
     return choreograph(rhythm.beat_times, rhythm.duration, fps, energy=rhythm.energy_per_beat,
-                       onsets=rhythm.onset_times, seed=seed, intensity=intensity, num_frames=frames)
+                       onsets=rhythm.onset_times, seed=seed, intensity=intensity, num_frames=frames, variety=variety)

@@ -9,7 +9,8 @@ One command (``m2pdance-train demo --out DIR``) runs, each step resumable and sk
    initialisation (paper: Champ's trained ones, frozen; none exist at these sizes): the guidance
    encoders are a fixed random projection of the maps that stage 1 teaches M2PEnc to predict;
 3. **data**: an SDGPip build (:mod:`..sdgpip.builder`) of the train songs danced by the beat
-   choreographer, rendered with the open body at ``size`` pixels: Champ's four maps, keypoints,
+   choreographer (``variety``: ``by_level``, the move nearest the music's loudness, so the dance is a
+   function of the music), rendered with the open body at ``size`` pixels: Champ's four maps, keypoints,
    heatmaps, light music features, the guidance targets (the init's encoders on the maps, stored
    once instead of encoded at every step), and the frames of the body in clothes colours (one
    scheme per clip, so the reference's colours carry information);
@@ -72,6 +73,9 @@ class DemoRecipe:
             :class:`DenoisingUNetConfig`, :class:`VAEConfig`, :class:`GuidanceEncoderConfig`,
             :class:`ImageEncoderConfig`, :class:`M2PEncConfig` on top of their ``tiny`` presets; the VAE on
             its ``demo`` preset).
+        variety: how the beat choreographer picks moves (``by_level``: the move nearest the music's loudness,
+            4-beat segments, so the dance is a function of the music that M2PEnc's regression can learn;
+            ``seeded`` dances vary with each clip's seed and a regressor learns their average pose).
         window_frames: M2PEnc's window (stage 1 sequences, stage 2 feature windows).
         clip_frames: stage-3 clip length.
         vae_run, stage1_run, stage2_run, stage3_run: run settings of each step (steps, batch, lr...).
@@ -92,6 +96,7 @@ class DemoRecipe:
     image_encoder: dict[str, Any] = field(default_factory=dict)
     m2penc: dict[str, Any] = field(default_factory=lambda: {"hidden_channels": 32, "num_layers": 2, "norm_groups": 8,
                                                             "num_heads": 4})
+    variety: str = "by_level"
     window_frames: int = 60
     clip_frames: int = 8
     vae_run: dict[str, Any] = field(default_factory=lambda: {"steps": 800, "batch_size": 8, "lr": 2e-3,
@@ -119,6 +124,8 @@ class DemoRecipe:
         for name, low in (("seed", 0), ("size", 64), ("train_songs", 1), ("heldout_songs", 0),
                           ("window_frames", 8), ("clip_frames", 2)):
             whole(name, low)
+        if self.variety not in ("seeded", "by_level"):
+            raise InputError(f"variety must be seeded or by_level, got {self.variety!r}")
         if self.size % 8:
             raise InputError(f"size must be a multiple of 8 (the VAE and the guidance grid), got {self.size}")
         if not (isinstance(self.fps, (int, float)) and 1 <= self.fps <= 60):
@@ -320,7 +327,7 @@ def _build_data(recipe: DemoRecipe, paths: DemoPaths, control: RunControl) -> No
     config = BuildConfig(source="beats", data=str(paths.music / TRAIN), out=str(paths.data), split="train",
                          fps=recipe.fps, size=recipe.size, features="light", store="guidance",
                          guidance_encoders=str(paths.init_champ), seed=recipe.seed, items_per_shard=4,
-                         appearance="cycle", device="cpu")
+                         appearance="cycle", variety=recipe.variety, device="cpu")
     summary = run_build(config, control=control, show_progress=True)
     if not summary["complete"]:
         raise InputError(f"the demo's SDGPip build in {paths.data} did not finish; re-run the same command")

@@ -93,6 +93,8 @@ class BuildConfig:
         appearance: beats only: render every clip's video frames (stages 2-3) with the maps' body and camera
             in a colour scheme (``m2penc/render/appearance.py``): ``cycle``/``random`` over the training
             schemes, or one scheme's name; the sample's ``info.appearance`` records the scheme.
+        variety: beats only: how the choreographer picks moves, ``seeded`` (varied dances) or
+            ``by_level`` (the move nearest the music's level, 4-beat segments: a function of the music).
         device, dtype: where the renderer, EDGE, Jukebox and encoders run (``auto``: this process's GPU).
     """
 
@@ -116,6 +118,7 @@ class BuildConfig:
     jukebox_layer: int = DEFAULT_LAYER
     intensity: float = 1.0
     appearance: Optional[str] = None
+    variety: str = "seeded"
     device: str = "auto"
     dtype: str = "fp32"
 
@@ -140,6 +143,8 @@ class BuildConfig:
         if self.appearance is not None and self.source != "beats":
             raise InputError(f"--appearance renders synthetic video for --source beats, not {self.source!r}")
         check_appearance(self.appearance)
+        if self.variety != "seeded" and self.source != "beats":
+            raise InputError(f"--variety chooses the beat choreographer's moves (--source beats), not {self.source!r}")
         if self.body not in ("open", "smpl") or (self.body == "smpl" and not self.smpl_path):
             raise InputError(f"--body must be 'open' or 'smpl' (with --smpl PATH), got {self.body!r}")
         self.targets()                                   # validates fps and size
@@ -169,6 +174,8 @@ class BuildConfig:
             unused.add("intensity")
         if self.appearance is None:                      # absent when off: builds made before it keep their ids
             unused.add("appearance")
+        if self.variety == "seeded":
+            unused.add("variety")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in unused}
 
     def weights_files(self) -> dict[str, list[Path]]:
@@ -387,6 +394,7 @@ def _build_worker(config: BuildConfig, rank: int, world_size: int, device: torch
     source = make_source(config.source, config.data, split=config.split, fps=config.fps, size=config.size,
                          seed=config.seed, video=config.video, edge_checkpoint=config.edge_checkpoint,
                          device=device, dtype=config.dtype, intensity=config.intensity, appearance=config.appearance,
+                         variety=config.variety,
                          edge_extract=config.edge_extract(device))
     plan = make_plan(config, source, device)
     out = Path(config.out)

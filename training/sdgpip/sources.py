@@ -62,6 +62,7 @@ from ...m2penc.motion import SMPLMotion
 from ...m2penc.motion.edge.checkpoint import EDGEModelBundle, load_edge
 from ...m2penc.motion.edge.diffusion import DEFAULT_GUIDANCE
 from ...m2penc.motion.edge.generate import edge_motion_from_windows
+from ...m2penc.motion.choreography.planner import VARIETIES
 from ...m2penc.render.appearance import COLOUR_SCHEMES, TRAINING_SCHEMES
 from ...m2penc.render.camera import PinholeCamera
 from ...m2penc.timeline import frame_count, rational_fps
@@ -435,6 +436,8 @@ class BeatsSource(_MusicFolderSource):
     Args:
         folder: the music folder; split: the label the clips carry; fps: build frame rate;
         seed: base seed; intensity: move amplitude, 0 (still) .. 2 (1 = normal).
+        variety: how the choreographer picks moves (``seeded``: varied; ``by_level``: a function of the
+            music alone, :data:`~m2penc.motion.choreography.planner.VARIETIES`).
         appearance: ``None`` (motion only), ``cycle``/``random`` or a scheme name: each clip's
             :attr:`Clip.appearance` (:func:`pick_scheme`), so the builder renders its video frames.
     """
@@ -442,11 +445,14 @@ class BeatsSource(_MusicFolderSource):
     name = "beats"
 
     def __init__(self, folder: PathLike, split: str = "train", fps: float = 15.0, seed: int = 0,
-                 intensity: float = 1.0, appearance: Optional[str] = None):
+                 intensity: float = 1.0, appearance: Optional[str] = None, variety: str = "seeded"):
         if not (isinstance(intensity, (int, float)) and INTENSITY_RANGE[0] <= intensity <= INTENSITY_RANGE[1]):
             raise InputError(f"intensity must be in {list(INTENSITY_RANGE)} (1 = normal, 0 = standing still), "
                              f"got {intensity!r}")
         self.appearance = check_appearance(appearance)
+        if variety not in VARIETIES:
+            raise InputError(f"variety must be one of {VARIETIES}, got {variety!r}")
+        self.variety = variety
         super().__init__(folder, split, fps, seed)
         self.intensity = float(intensity)
 
@@ -454,7 +460,7 @@ class BeatsSource(_MusicFolderSource):
         """The file's one clip: the whole track danced from frame 0."""
         music = self._music(item)
         seed = clip_seed(self.seed, self.name, item)
-        motion = music_choreography(music, fps=self.fps, seed=seed, intensity=self.intensity)
+        motion = music_choreography(music, fps=self.fps, seed=seed, intensity=self.intensity, variety=self.variety)
         motion = _fit_to_music(motion, _music_frames(music, self.fps), str(self.folder / item))
         meta = {"music_file": item, "track_seconds": music["waveform"].shape[-1] / music["sample_rate"]}
         scheme = None
@@ -466,6 +472,8 @@ class BeatsSource(_MusicFolderSource):
 
     def describe(self) -> dict[str, Any]:
         facts = {**self._describe(), "intensity": self.intensity}
+        if self.variety != "seeded":                   # absent at the default: older builds keep their ids
+            facts["variety"] = self.variety
         if self.appearance is not None:                # absent when off: older builds keep their ids
             facts.update(appearance=self.appearance, schemes_sha256=_schemes_digest())
         return facts
@@ -613,7 +621,7 @@ def make_source(source: str, data: PathLike, *, split: str = "train", fps: float
                 seed: int = 0, video: bool = False, edge_checkpoint: Optional[PathLike] = None,
                 device: Union[str, torch.device, None] = "cpu", dtype: str = "fp32",
                 edge_extract: Optional[Mapping[str, Any]] = None, intensity: float = 1.0,
-                appearance: Optional[str] = None) -> MotionSource:
+                appearance: Optional[str] = None, variety: str = "seeded") -> MotionSource:
     """The source named ``source`` over ``data``, every setting checked before any model is loaded.
 
     Args:
@@ -624,6 +632,7 @@ def make_source(source: str, data: PathLike, *, split: str = "train", fps: float
         edge_checkpoint, device, dtype, edge_extract: the EDGE teacher (:class:`EDGESource`).
         intensity: beat choreographer amplitude (:class:`BeatsSource`).
         appearance: beats only: each clip's colour scheme for its rendered video (:class:`BeatsSource`).
+        variety: beats only: how the choreographer picks moves (:class:`BeatsSource`).
     Raises:
         InputError: unknown source, missing folder, no usable music, a missing EDGE checkpoint, bad settings.
     """
@@ -637,5 +646,5 @@ def make_source(source: str, data: PathLike, *, split: str = "train", fps: float
     if source == "aist":
         return AISTSource(data, split, fps, size, video)
     if source == "beats":
-        return BeatsSource(data, split, fps, seed, intensity, appearance)
+        return BeatsSource(data, split, fps, seed, intensity, appearance, variety)
     return EDGESource(data, edge_checkpoint, split, fps, seed, device, dtype, edge_extract)

@@ -45,6 +45,10 @@ MAX_ANGULAR_SPEED = 12.0
 LEVEL_SPREAD, REPEAT_WEIGHT = 0.3, 0.15
 #: The limiter aims this far below the limits (float32 output, and margin for the caller's own checks).
 LIMIT_MARGIN = 0.98
+#: How moves are chosen: ``seeded`` (random lengths, moves drawn near the music's level, random sides:
+#: varied dances) or ``by_level`` (4-beat segments, the move whose level is nearest the music's, leading
+#: left: the dance is a function of the music alone, which a regressor such as M2PEnc can learn).
+VARIETIES = ("seeded", "by_level")
 #: Rounds of the per-beat speed limiter, then of the last resort (scaling the whole dance by 0.9).
 LIMIT_ROUNDS, SHRINK_ROUNDS = 8, 40
 
@@ -59,19 +63,28 @@ class Segment:
     side: int
 
 
-def plan_moves(first: int, last: int, level: np.ndarray, rng: np.random.Generator) -> list[Segment]:
-    """Segments covering beats ``[first, last]``; ``level`` ``(last - first + 1,)`` in 0..1 per beat."""
+def plan_moves(first: int, last: int, level: np.ndarray, rng: np.random.Generator,
+               variety: str = "seeded") -> list[Segment]:
+    """Segments covering beats ``[first, last]``; ``level`` ``(last - first + 1,)`` in 0..1 per beat;
+    ``variety`` one of :data:`VARIETIES` (``by_level`` draws nothing from ``rng``)."""
+    if variety not in VARIETIES:
+        raise InputError(f"variety must be one of {VARIETIES}, got {variety!r}")
     segments: list[Segment] = []
     start = 4 * math.floor(first / 4)
     previous: Optional[Move] = None
     while start <= last:
-        length = int(rng.choice([4, 8]))
+        length = 4 if variety == "by_level" else int(rng.choice([4, 8]))
         span = level[np.clip(np.arange(start, start + length) - first, 0, level.size - 1)]
         target = float(span.mean())
-        weights = np.array([math.exp(-((m.level - target) / LEVEL_SPREAD) ** 2)
-                            * (REPEAT_WEIGHT if m is previous else 1.0) for m in MOVES])
-        move = MOVES[int(rng.choice(len(MOVES), p=weights / weights.sum()))]
-        segments.append(Segment(move, start, length, int(rng.choice([LEFT, RIGHT]))))
+        if variety == "by_level":
+            move = min(MOVES, key=lambda m: abs(m.level - target))
+            side = LEFT
+        else:
+            weights = np.array([math.exp(-((m.level - target) / LEVEL_SPREAD) ** 2)
+                                * (REPEAT_WEIGHT if m is previous else 1.0) for m in MOVES])
+            move = MOVES[int(rng.choice(len(MOVES), p=weights / weights.sum()))]
+            side = int(rng.choice([LEFT, RIGHT]))
+        segments.append(Segment(move, start, length, side))
         previous, start = move, start + length
     return segments
 
@@ -168,7 +181,8 @@ class DancePlan:
 
 
 def plan_dance(beat_times: np.ndarray, duration: float, fps: float, *, energy: Optional[np.ndarray] = None,
-               onsets: Optional[np.ndarray] = None, seed: int = 0, num_frames: Optional[int] = None) -> DancePlan:
+               onsets: Optional[np.ndarray] = None, seed: int = 0, num_frames: Optional[int] = None,
+               variety: str = "seeded") -> DancePlan:
     """Frame timing and seeded move choice for :func:`choreograph` (same arguments, no intensity)."""
     duration = _number("duration", duration, 1e-9, math.inf, "seconds of music")
     rate = rational_fps(fps)
@@ -184,13 +198,13 @@ def plan_dance(beat_times: np.ndarray, duration: float, fps: float, *, energy: O
     phase = beat_phase(np.arange(count) / float(fps), beats)
     first, last = int(np.floor(phase[0])), int(np.floor(phase[-1])) + 1
     beat_energy, level = _levels(beats, np.arange(first, last + 2), energy, onsets)
-    segments = plan_moves(first, last, level[:last - first + 1], np.random.default_rng(seed))
+    segments = plan_moves(first, last, level[:last - first + 1], np.random.default_rng(seed), variety)
     return DancePlan(segments, phase, first, beat_energy)
 
 
 def choreograph(beat_times: np.ndarray, duration: float, fps: float, *, energy: Optional[np.ndarray] = None,
                 onsets: Optional[np.ndarray] = None, seed: int = 0, intensity: float = 1.0,
-                num_frames: Optional[int] = None) -> SMPLMotion:
+                num_frames: Optional[int] = None, variety: str = "seeded") -> SMPLMotion:
     """A beat-synchronous SMPL dance (y-up, facing +z, pelvis joint at ``trans``), procedural and seeded.
 
     Args:
@@ -202,13 +216,15 @@ def choreograph(beat_times: np.ndarray, duration: float, fps: float, *, energy: 
         seed: seeds every random choice; the same arguments give the same motion.
         intensity: amplitude multiplier, 0 (standing still) .. 2 (large; the speed limiter still applies).
         num_frames: frame count when the caller counted it from samples (:func:`m2penc.timeline.frame_count`).
+        variety: how moves are chosen (:data:`VARIETIES`).
     Returns:
         ``SMPLMotion`` with ``(T, 24, 3)`` axis-angle poses and ``(T, 3)`` pelvis positions at ``fps``;
         no joint faster than :data:`MAX_JOINT_SPEED`, no joint turning faster than
         :data:`MAX_ANGULAR_SPEED`, the lowest foot joint on the floor (y = 0) every frame.
     """
     intensity = _number("intensity", intensity, 0.0, 2.0, "1 = normal, 0 = standing still")
-    plan = plan_dance(beat_times, duration, fps, energy=energy, onsets=onsets, seed=seed, num_frames=num_frames)
+    plan = plan_dance(beat_times, duration, fps, energy=energy, onsets=onsets, seed=seed, num_frames=num_frames,
+                      variety=variety)
     amplitude = intensity * (0.55 + 0.45 * plan.energy)
     for round_ in range(LIMIT_ROUNDS + SHRINK_ROUNDS):
         poses, trans = _render(plan.segments, plan.phase, plan.first, amplitude)
