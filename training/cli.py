@@ -45,6 +45,17 @@ def _json_value(text: str) -> Any:
         return text
 
 
+def _set_values(items: Sequence[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items -> ``{key: value}`` (values through :func:`_json_value`)."""
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
+        values[key.strip()] = _json_value(value)
+    return values
+
+
 def _add_run_flags(p: argparse.ArgumentParser, stage_class: str) -> None:
     """The flags every training stage shares (fields of ``RunConfig``), plus ``--config``/``--preset``/``--set``."""
     p.add_argument("--config", help=f"TOML or JSON file of {stage_class} fields (paths relative to the file)")
@@ -208,12 +219,7 @@ def _run_config(cls: type[C], args: argparse.Namespace, stage: str) -> C:
         config = cls.from_json_file(args.config, base=config)
     names = [f.name for f in dataclasses.fields(cls)]
     overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    for item in args.sets:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = _json_value(value)
-    return config.with_overrides(overrides)
+    return config.with_overrides({**overrides, **_set_values(args.sets)})
 
 
 def _is_main_process() -> bool:
@@ -281,13 +287,14 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                        description="The demo recipe (training/demo/recipe.py): a seeded music set, beat-choreographed "
                                    "dances rendered as a figure in clothes colours, an SDGPip build, then the small "
                                    "VAE and stages 1-3. Every step resumes: re-run the same command after a stop. "
-                                   "The full preset takes about 40 minutes on 2 CPU cores.")
+                                   "The full preset took 42 minutes on 2 CPU cores.")
     p.add_argument("--out", required=True, help="run folder (music, data, each stage's run, demo_set/, demo_metrics.json)")
-    p.add_argument("--preset", default="full", help="full (the shipped set; default) or quick (a few steps, for CI)")
+    p.add_argument("--preset", default="full", choices=("full", "quick"),
+                   help="full (the shipped set; default) or quick (a few steps, for CI)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="change one recipe field (JSON value), e.g. --set seed=1 or --set 'stage2_run={\"steps\": 3000}'")
     p.add_argument("--ship", action="store_true",
-                   help="copy the finished set into the pack (weights_manifest/demo/), where ComfyUI and "
+                   help="copy the finished set into the pack (weights_manifest/demo-set/), where ComfyUI and "
                         "`m2pdance dance --demo` find it")
     p.set_defaults(func=_cmd_demo)
 
@@ -297,13 +304,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from .demo.recipe import DemoPaths, DemoRecipe, run_demo_recipe, ship_demo_set
 
-    overrides = {}
-    for item in args.sets:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = _json_value(value)
-    recipe = DemoRecipe.preset(args.preset, **overrides)
+    recipe = DemoRecipe.preset(args.preset, **_set_values(args.sets))
     with _cancel_on_signals() as control:
         metrics = run_demo_recipe(recipe, Path(args.out), control=control)
     print(f"demo set in {DemoPaths(Path(args.out)).demo_set} ({metrics['bytes'] / 1e6:.1f} MB); metrics in "
