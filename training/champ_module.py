@@ -66,20 +66,21 @@ class ChampStageModule(nn.Module):
 
     Args:
         champ: Champ's models (e.g. :func:`~..m2penc.champ.models.load_champ_files`).
-        m2penc: M2PEnc; its ``guidance_channels`` must equal the U-Net's first block width.
+        m2penc: M2PEnc; its ``guidance_channels`` must equal the U-Net's first block width. ``None`` only for
+            Champ's image stage (stage 2 with ``guidance = "maps"``), which guides with the rendered maps.
         cond_drop: probability that a sample is trained unconditionally (Champ: 0.1).
         noise_offset, snr_gamma: see :func:`.diffusion_loss.diffusion_loss` (defaults: plain MSE).
         bank_dtype: dtype of the reference bank (default float32; Champ: float16 under fp16 loss scaling).
     """
 
-    def __init__(self, champ: ChampModels, m2penc: M2PEnc, cond_drop: float = CHAMP_COND_DROP,
+    def __init__(self, champ: ChampModels, m2penc: Optional[M2PEnc], cond_drop: float = CHAMP_COND_DROP,
                  noise_offset: float = 0.0, snr_gamma: Optional[float] = None,
                  bank_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         if not 0.0 <= cond_drop <= 1.0:
             raise InputError(f"cond_drop is a probability in [0, 1], got {cond_drop}")
         width = champ.denoising_unet.m2p_config.block_out_channels[0]
-        if m2penc.config.guidance_channels != width:
+        if m2penc is not None and m2penc.config.guidance_channels != width:
             raise InputError(f"M2PEnc predicts {m2penc.config.guidance_channels} guidance channels but Champ's U-Net "
                              f"adds {width} after conv_in; use an M2PEnc with guidance_channels={width} "
                              f"(M2PEncConfig.preset(..., guidance_channels={width}))")
@@ -136,7 +137,8 @@ class ChampStageModule(nn.Module):
         blocks = [FSDPUnit(block, reshard_after_forward=unet is self.denoising_unet or not reference_trained)
                   for unet in (self.reference_unet, self.denoising_unet)
                   for block in (*unet.down_blocks, unet.mid_block, *unet.up_blocks)]
-        return [*blocks, FSDPUnit(self.vae, methods=("encode",)), FSDPUnit(self.image_encoder), FSDPUnit(self.m2penc)]
+        units = [*blocks, FSDPUnit(self.vae, methods=("encode",)), FSDPUnit(self.image_encoder)]
+        return units + ([FSDPUnit(self.m2penc)] if self.m2penc is not None else [])
 
     @property
     def champ(self) -> ChampModels:
@@ -154,6 +156,8 @@ class ChampStageModule(nn.Module):
 
     def m2penc_features(self, batch: Batch, frames: Optional[int] = None) -> torch.Tensor:
         """``batch["features"]`` ``(B, L, D)`` on M2PEnc's device and dtype (``L == frames`` if given)."""
+        if self.m2penc is None:
+            raise InputError("this stage module has no M2PEnc (Champ's image stage guides with the rendered maps)")
         features = batch.get("features")
         if features is None or features.ndim != 3 or (frames is not None and features.shape[1] != frames):
             want = f"(B, {frames if frames is not None else 'L'}, {self.m2penc.config.in_dim})"

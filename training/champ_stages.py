@@ -2,7 +2,9 @@
 
 * Stage 2 (:func:`run_stage2`): :class:`.stage2.Stage2Module` on :class:`.video_data.Stage2Pairs` -- the
   spatial denoising U-Net and the ReferenceNet from Champ's weights, per frame, M2PEnc frozen
-  (paper: 640 x 640, batch 32, 60k steps).
+  (paper: 640 x 640, batch 32, 60k steps). With ``guidance = "maps"`` it is Champ's own image stage
+  instead: guided by the rendered maps through Champ's guidance encoders, trained with the U-Nets
+  (where no trained Champ exists, e.g. the demo recipe's sizes); ``champ/`` then also holds the encoders.
 * Stage 3 (:func:`run_stage3`): :class:`.stage3.Stage3Module` on :class:`.video_data.Stage3Clips` -- the
   motion modules and M2PEnc jointly on 24-frame clips, ``0.5 L_pix + 0.5 L_guid`` (batch 8, 20k steps).
 
@@ -25,6 +27,7 @@ from typing import Any, ClassVar, Mapping, Optional
 import torch
 from torch.utils.data import Dataset
 
+from ..m2penc.champ.config import GUIDANCE_TYPES
 from ..m2penc.champ.models import ChampModels, load_champ_files, load_guidance_encoders, save_champ_models
 from ..m2penc.encoder.model import M2PEnc
 from ..m2penc.encoder.weights import load_m2penc, save_m2penc
@@ -83,6 +86,8 @@ class ChampStageConfig(RunConfig):
                 "data_dir": self.data_dir}
 
 
+#: What guides stage 2's U-Net (:attr:`Stage2Config.guidance`).
+STAGE2_GUIDANCE = ("m2penc", "maps")
 _TINY_RUN = {"batch_size": 2, "lr": 1e-4, "steps": 4, "epochs": None, "checkpoint_every": 2, "log_every": 1,
              "device": "cpu", "keep_checkpoints": 0}
 
@@ -94,13 +99,38 @@ class Stage2Config(ChampStageConfig):
     Attributes:
         window_frames: frames of the feature window M2PEnc reads for a target frame (its own window, 75).
         min_gap: least distance in frames between a pair's reference and target.
+        guidance: what guides the U-Net: ``m2penc`` (the paper's stage 2: frozen M2PEnc on the music) or ``maps``
+            (Champ's image stage: the target's rendered maps through Champ's guidance encoders, trained too; no
+            M2PEnc; the build must store maps).
+        guidance_encoders: ``maps`` only: the folder of the starting ``guidance_encoder_*`` files (default: the
+            ones beside ``champ``'s denoising U-Net).
     """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.guidance not in STAGE2_GUIDANCE:
+            raise InputError(f"guidance must be one of {STAGE2_GUIDANCE}, got {self.guidance!r}")
+        if self.guidance == "maps" and self.tensorboard and self.preview_every > 0:
+            raise InputError("previews of Champ's image stage (guidance = \"maps\") are not implemented; "
+                             "set preview_every = 0")
+
+    def required_files(self) -> dict[str, Optional[str]]:
+        """The files the stage loads: no M2PEnc in Champ's image stage."""
+        files = super().required_files()
+        if self.guidance == "maps":
+            files.pop("m2penc")
+            if self.guidance_encoders:
+                files["guidance_encoders"] = self.guidance_encoders
+        return files
 
     output_dir: str = "runs/stage2"
     window_frames: int = 75
     min_gap: int = 1
+    guidance: str = "m2penc"
+    guidance_encoders: Optional[str] = None
 
     STAGE: ClassVar[str] = "stage-2"
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = ChampStageConfig.PATH_FIELDS + ("guidance_encoders",)
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {"batch_size": 32, "steps": 60000, "lr": 1e-5, "mixed_precision": "bf16",
                   "gradient_checkpointing": True},
@@ -165,16 +195,16 @@ def _run(config: ChampStageConfig, stage: str, module: ChampStageModule, dataset
         control=control, callbacks=every_process)
 
 
-def _load(config: ChampStageConfig, stage: str):
+def _load(config: ChampStageConfig, stage: str, with_m2penc: bool = True):
     _check_files(config, stage)
     champ = load_champ_files(config.champ, config.vae, config.image_encoder, device="cpu", dtype=torch.float32)
-    m2penc = load_m2penc(config.m2penc, device="cpu", dtype="fp32")
+    m2penc = load_m2penc(config.m2penc, device="cpu", dtype="fp32") if with_m2penc else None
     if config.gradient_checkpointing:
         enable_checkpointing(champ, m2penc)
     return champ, m2penc
 
 
-def enable_checkpointing(champ: ChampModels, m2penc: M2PEnc) -> None:
+def enable_checkpointing(champ: ChampModels, m2penc: Optional[M2PEnc]) -> None:
     """Recompute activations in the backward pass: both U-Nets' blocks (diffusers' switch), the motion
     modules (:meth:`~..m2penc.champ.denoising_unet.DenoisingUNet3D.enable_motion_checkpointing`) and M2PEnc's blocks.
 
@@ -184,24 +214,41 @@ def enable_checkpointing(champ: ChampModels, m2penc: M2PEnc) -> None:
     champ.denoising_unet.enable_gradient_checkpointing()
     champ.denoising_unet.enable_motion_checkpointing()
     champ.reference_unet.enable_gradient_checkpointing()
-    m2penc.gradient_checkpointing = True
+    if m2penc is not None:
+        m2penc.gradient_checkpointing = True
 
 
 def run_stage2(config: Stage2Config, control: RunControl = NO_CONTROL,
                callbacks: Optional[Mapping[str, list[Callback]]] = None) -> RunResult:
-    """Train stage 2 as ``config`` says; writes ``champ/{reference_unet,denoising_unet}.safetensors``."""
-    champ, m2penc = _load(config, "stage2")
+    """Train stage 2 as ``config`` says; writes ``champ/{reference_unet,denoising_unet}.safetensors`` (Champ's image
+    stage: also ``champ/guidance_encoder_<type>.safetensors``)."""
+    image_stage = config.guidance == "maps"
+    champ, m2penc = _load(config, "stage2", with_m2penc=not image_stage)
+    encoders = None
+    if image_stage:
+        encoders = (load_guidance_encoders(config.guidance_encoders) if config.guidance_encoders
+                    else champ.guidance_encoders)
+        missing = [t for t in GUIDANCE_TYPES if t not in encoders]
+        if missing:
+            where = config.guidance_encoders or config.champ
+            raise InputError(f"Champ's image stage trains the four guidance encoders; {where} lacks "
+                             f"guidance_encoder_{missing[0]} (pass guidance_encoders / --set guidance_encoders=FOLDER)")
+        champ.guidance_encoders = dict(encoders)
     dataset = Stage2Pairs(config.data_dir, config.window_frames, config.seed, min_gap=config.min_gap,
-                          model=m2penc.config, splits=config.data_splits, sources=config.data_sources)
+                          model=None if m2penc is None else m2penc.config, splits=config.data_splits,
+                          sources=config.data_sources, maps=image_stage)
     torch.manual_seed(config.seed)
     module = Stage2Module(champ, m2penc, cond_drop=config.cond_drop, noise_offset=config.noise_offset,
-                          snr_gamma=config.snr_gamma)
+                          snr_gamma=config.snr_gamma, guidance_encoders=encoders)
+    stems = {stem: stem for stem in UNETS}
+    if image_stage:
+        stems.update({f"guidance_encoder_{t}": f"guidance_encoders.{t}" for t in GUIDANCE_TYPES})
 
     def export(state: dict[str, torch.Tensor], out: Path, provenance: dict[str, str]) -> list[Path]:
-        return save_champ_models(champ, out / CHAMP_DIR, UNETS, provenance,
-                                 {stem: sub_state_dict(state, stem) for stem in UNETS})
+        return save_champ_models(champ, out / CHAMP_DIR, list(stems), provenance,
+                                 {stem: sub_state_dict(state, prefix) for stem, prefix in stems.items()})
 
-    return _run(config, "stage2", module, dataset, export, UNETS, control, callbacks)
+    return _run(config, "stage2", module, dataset, export, tuple(stems.values()), control, callbacks)
 
 
 def run_stage3(config: Stage3Config, control: RunControl = NO_CONTROL,

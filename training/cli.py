@@ -141,9 +141,11 @@ def _add_sdgpip(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--appearance", default=None,
                    help="beats: also store video frames, the dancer rendered in a colour scheme (stages 2-3): cycle or "
                         "random over the training schemes, or a scheme name (m2penc/render/appearance.py)")
-    p.add_argument("--variety", default="seeded", choices=("seeded", "by_level"),
-                   help="beats: how the choreographer picks moves: seeded (varied dances; default) or by_level (the "
-                        "move nearest the music's level: a function of the music alone, learnable by a regressor)")
+    p.add_argument("--variety", default="seeded", choices=("seeded", "by_level", "looped"),
+                   help="beats: how the choreographer picks moves: seeded (varied dances; default), by_level (the "
+                        "move nearest the music's level: a function of the music alone) or looped (one loop per beat, "
+                        "the one nearest that beat's level: a function of any window of the music, learnable by a "
+                        "regressor such as M2PEnc)")
     p.add_argument("--device", default="auto", help="auto (this process's GPU under torchrun), cpu, cuda:1, ...")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

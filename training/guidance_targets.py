@@ -8,14 +8,14 @@ without gradients, in the encoders' own dtype. The encoders are not part of the 
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Optional
 
 import torch
 from einops import rearrange
 
 from ..m2penc.champ.config import GUIDANCE_TYPES
 from ..m2penc.champ.guidance_encoder import GuidanceEncoder
-from ..m2penc.champ.pose_guidance import encode_with
+from ..m2penc.champ.pose_guidance import sum_of_encoders
 from ..m2penc.errors import InputError
 
 #: Order of the maps in a batch's ``maps`` tensor: Champ's guidance types.
@@ -53,12 +53,26 @@ class GuidanceTargets:
     @torch.no_grad()
     def __call__(self, maps: torch.Tensor) -> torch.Tensor:
         """``maps (B, L, 4, H, W, 3)`` uint8 in :data:`MAP_ORDER` -> guidance ``(B, L, C, H/8, W/8)`` float32."""
-        if maps.ndim != 6 or maps.shape[2] != len(MAP_ORDER) or maps.shape[-1] != 3 or maps.dtype != torch.uint8:
-            raise InputError(f"maps must be uint8 (B, L, {len(MAP_ORDER)}, H, W, 3), "
-                             f"got {maps.dtype} {tuple(maps.shape)}")
-        batch, length = maps.shape[:2]
-        frames = rearrange(maps, "b l k h w c -> k (b l) c h w")
-        named = {t: frames[i] for i, t in enumerate(MAP_ORDER)}
         with torch.autocast(maps.device.type, enabled=False):     # targets in the encoders' own precision
-            guidance = encode_with(self.encoders, named, chunk_size=self.chunk_frames)    # (1, C, B*L, G, G)
-        return rearrange(guidance[0].float(), "c (b l) h w -> b l c h w", b=batch, l=length)
+            return encode_maps(self.encoders, maps, self.chunk_frames).float()
+
+
+def encode_maps(encoders: Mapping[str, GuidanceEncoder], maps: torch.Tensor,
+                chunk_frames: Optional[int] = None) -> torch.Tensor:
+    """Champ's pose guidance of a batch of stored maps, keeping the graph (the image stage trains the encoders).
+
+    Args:
+        encoders: guidance type -> encoder, for every type in :data:`MAP_ORDER`.
+        maps: ``(B, L, 4, H, W, 3)`` uint8 in :data:`MAP_ORDER` (H and W multiples of 8).
+        chunk_frames: frames per encoder pass (``None``: all at once).
+    Returns:
+        ``(B, L, C, H/8, W/8)`` in the encoders' dtype: the sum of the four encoders' outputs.
+    """
+    if maps.ndim != 6 or maps.shape[2] != len(MAP_ORDER) or maps.shape[-1] != 3 or maps.dtype != torch.uint8:
+        raise InputError(f"maps must be uint8 (B, L, {len(MAP_ORDER)}, H, W, 3), "
+                         f"got {maps.dtype} {tuple(maps.shape)}")
+    batch, length = maps.shape[:2]
+    frames = rearrange(maps, "b l k h w c -> k (b l) c h w")
+    named = {t: frames[i] for i, t in enumerate(MAP_ORDER)}
+    guidance = sum_of_encoders(encoders, named, chunk_size=chunk_frames)              # (1, C, B*L, G, G)
+    return rearrange(guidance[0], "c (b l) h w -> b l c h w", b=batch, l=length)

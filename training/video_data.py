@@ -35,6 +35,9 @@ from ..m2penc.encoder.config import M2PEncConfig
 from ..m2penc.errors import InputError
 from .sdgpip.shards import SDGPipShards
 from .sdgpip.targets import MAP_FIELDS
+
+#: What a clip dataset serves as the guidance target (:class:`_VideoClips`).
+TARGET_MODES = ("none", "guidance", "maps")
 from .sdgpip.windows import PathLike, check_finished, clip_segments, read_segment_frames
 
 LOG = logging.getLogger("m2pdance.training")
@@ -54,11 +57,14 @@ class _VideoClips(Dataset):
         min_frames: clips with fewer frames are skipped (logged).
         model: M2PEnc config to check the features (kind, width, fps) and stored guidance against.
         splits, sources: keep only samples of these splits / sources (``None``: all).
-        targets: also serve the guidance target (stored ``guidance`` or the four maps).
+        targets: which guidance target to serve: ``none``, ``guidance`` (the stored guidance when the build
+            has it, else the four maps) or ``maps`` (always the four maps).
     """
 
     def __init__(self, folder: PathLike, min_frames: int, model: Optional[M2PEncConfig],
-                 splits: Optional[Sequence[str]], sources: Optional[Sequence[str]], targets: bool) -> None:
+                 splits: Optional[Sequence[str]], sources: Optional[Sequence[str]], targets: str) -> None:
+        if targets not in TARGET_MODES:
+            raise InputError(f"targets must be one of {TARGET_MODES}, got {targets!r}")
         self.folder = folder
         self.data = SDGPipShards(folder, sources=sources, splits=splits)
         check_finished(folder, self.data)
@@ -67,8 +73,9 @@ class _VideoClips(Dataset):
         if not all("video" in a for a in arrays):
             raise InputError(f"the SDGPip build {folder} has no video frames (stages 2 and 3 train on video); "
                              f"{_VIDEO_HINT}")
-        self.stored_guidance = all("guidance" in a for a in arrays)
-        wanted = ("video", "features") + ((("guidance",) if self.stored_guidance else MAP_FIELDS) if targets else ())
+        self.stored_guidance = targets != "maps" and all("guidance" in a for a in arrays)
+        target_fields = {"none": (), "maps": MAP_FIELDS, "guidance": ("guidance",) if self.stored_guidance else MAP_FIELDS}
+        wanted = ("video", "features") + target_fields[targets]
         missing = sorted({name for a in arrays for name in wanted if name not in a})
         if missing:
             raise InputError(f"{folder} lacks {missing} in some samples; rebuild it with `m2pdance-train sdgpip`")
@@ -89,7 +96,7 @@ class _VideoClips(Dataset):
         self.fps = float(metas[0]["fps"])
         self.feature_kind = str(metas[0]["feature_kind"])
         self.guidance_shape = (tuple(int(x) for x in arrays[0]["guidance"].shape[1:])
-                               if targets and self.stored_guidance else None)
+                               if targets != "none" and self.stored_guidance else None)
         if model is not None:
             self._check_model(model)
         segments = clip_segments(self.data.samples)
@@ -161,17 +168,20 @@ class Stage2Pairs(_VideoClips):
         min_gap: the reference is at least this many frames away from the target (>= 1; when a
             clip has no such frame, any other frame).
         model, splits, sources: see :class:`_VideoClips`.
+        maps: also serve the target frame's four rendered maps (Champ's image stage, ``guidance = "maps"``).
 
     Item: ``reference``, ``target`` ``(3, S, S)`` float32 in [0, 1], ``features (window_frames,
-    D)`` float32, ``frame`` () long (the target's row in ``features``).
+    D)`` float32, ``frame`` () long (the target's row in ``features``); with ``maps``, also ``maps
+    (4, S, S, 3)`` uint8 in Champ's guidance-type order.
     """
 
     def __init__(self, folder: PathLike, window_frames: int, seed: int = 0, *, min_gap: int = 1,
                  model: Optional[M2PEncConfig] = None, splits: Optional[Sequence[str]] = None,
-                 sources: Optional[Sequence[str]] = None) -> None:
+                 sources: Optional[Sequence[str]] = None, maps: bool = False) -> None:
         if window_frames < 1 or min_gap < 1:
             raise InputError(f"window_frames and min_gap must be >= 1, got {window_frames} and {min_gap}")
-        super().__init__(folder, max(window_frames, 2), model, splits, sources, targets=False)
+        super().__init__(folder, max(window_frames, 2), model, splits, sources, targets="maps" if maps else "none")
+        self.maps = maps
         self.window_frames, self.seed, self.min_gap = window_frames, int(seed), min_gap
         self._offsets = np.concatenate([[0], np.cumsum([seg.frames for seg in self._segments])]).astype(np.int64)
 
@@ -209,10 +219,14 @@ class Stage2Pairs(_VideoClips):
         segment, target = self.locate(index)
         start, frame = self.window(index)
         features = self._read(segment, ("features",), start, start + self.window_frames)["features"]
-        return {"reference": self._frame(segment, self.reference_frame(index, draw)),
+        item = {"reference": self._frame(segment, self.reference_frame(index, draw)),
                 "target": self._frame(segment, target),
                 "features": torch.from_numpy(features.astype(np.float32)),
                 "frame": torch.tensor(frame, dtype=torch.long)}
+        if self.maps:
+            raw = self._read(segment, MAP_FIELDS, target, target + 1)
+            item["maps"] = torch.from_numpy(np.stack([raw[name][0] for name in MAP_FIELDS]))
+        return item
 
 
 class Stage3Clips(_VideoClips):
@@ -233,7 +247,7 @@ class Stage3Clips(_VideoClips):
                  splits: Optional[Sequence[str]] = None, sources: Optional[Sequence[str]] = None) -> None:
         if num_frames < 1:
             raise InputError(f"num_frames must be >= 1, got {num_frames}")
-        super().__init__(folder, num_frames, model, splits, sources, targets=True)
+        super().__init__(folder, num_frames, model, splits, sources, targets="guidance")
         self.num_frames, self.seed = num_frames, int(seed)
         counts = [seg.frames - num_frames + 1 for seg in self._segments]
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)

@@ -127,7 +127,7 @@ def music_choreography(music: Music, fps: float = DEFAULT_FPS, seed: int = 0, in
     """A procedural beat-synchronous SMPL dance to ``music`` (:func:`music_rhythm` + ``choreograph``).
 
     The motion covers the music's whole frames, :func:`m2penc.timeline.frame_count`; ``variety``: how
-    moves are chosen (``seeded`` or ``by_level``, :data:`~m2penc.motion.choreography.planner.VARIETIES`).
+    moves are chosen (``seeded``, ``by_level`` or ``looped``, :data:`~m2penc.motion.choreography.planner.VARIETIES`).
     """
     audio = _as_audio(music, sample_rate)
     rhythm = music_rhythm(audio)

@@ -42,7 +42,14 @@ def _check_maps(encoders: Mapping[str, GuidanceEncoder], maps: Mapping[str, torc
 @torch.no_grad()
 def encode_with(encoders: Mapping[str, GuidanceEncoder], maps: Mapping[str, torch.Tensor],
                 chunk_size: Optional[int] = None) -> torch.Tensor:
-    """Sum of ``encoders``' outputs over ``maps`` (each encoder's own device and dtype).
+    """:func:`sum_of_encoders` without gradients (inference)."""
+    return sum_of_encoders(encoders, maps, chunk_size)
+
+
+def sum_of_encoders(encoders: Mapping[str, GuidanceEncoder], maps: Mapping[str, torch.Tensor],
+                    chunk_size: Optional[int] = None) -> torch.Tensor:
+    """Sum of ``encoders``' outputs over ``maps`` (each encoder's own device and dtype), keeping the graph
+    when gradients are on (Champ's image stage trains the encoders).
 
     Args:
         encoders: guidance type -> Champ guidance encoder; every type in ``maps`` needs one.

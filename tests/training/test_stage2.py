@@ -204,3 +204,59 @@ def test_unet_gets_m2penc_guidance_at_the_target_frame_without_motion_modules() 
                                                align_corners=False).unsqueeze(2)   # 64 px frames -> 8 x 8 latents
     torch.testing.assert_close(seen["guidance_fea"], want)
     assert seen["motion_modules"] is False and seen["embeds"].shape == (2, 1, 32)
+
+
+# ----- Champ's image stage: guided by the rendered maps, the guidance encoders trained too ------------------
+
+def maps_batch(seed: int = 0, b: int = 2) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed + 1)
+    return {**stage2_batch(seed, b), "maps": torch.randint(0, 256, (b, 4, 64, 64, 3), generator=g, dtype=torch.uint8)}
+
+
+def test_image_stage_guides_with_the_maps_and_trains_the_encoders() -> None:
+    from m2pdance.m2penc.champ.pose_guidance import encode_with
+    from m2pdance.training.guidance_targets import MAP_ORDER
+
+    champ, _ = tiny_parts()
+    module = Stage2Module(champ, None, cond_drop=0.0, guidance_encoders=champ.guidance_encoders)
+    names = [n for n, _ in module.named_parameters()]
+    encoders = {n for n in names if n.startswith("guidance_encoders.")}
+    unused = {n for n in encoders if ".guidance_attention." in n or
+              any(f".attentions.{i}." in n for i in range(5))}
+    assert unused and set(module.trainable_parameter_names()) >= encoders - unused
+    assert not set(module.trainable_parameter_names()) & unused          # Champ's unused attentions stay out
+    assert not any(n.startswith("m2penc.") for n in names)
+
+    batch, seen = maps_batch(), {}
+    handle = module.denoising_unet.register_forward_pre_hook(lambda m, a, k: seen.update(fea=a[3]), with_kwargs=True)
+    with torch.no_grad():
+        seeded_loss(module, batch)
+        frames = {t: batch["maps"][:, i].permute(0, 3, 1, 2) for i, t in enumerate(MAP_ORDER)}
+        want = encode_with(champ.guidance_encoders, frames)[0].permute(1, 0, 2, 3).unsqueeze(2)   # (B, C, 1, 8, 8)
+    handle.remove()
+    torch.testing.assert_close(seen["fea"], want)
+
+    before = {n: p.detach().clone() for n, p in module.named_parameters() if n in encoders}
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-3)
+    losses = []
+    for _ in range(25):
+        out = seeded_loss(module, batch)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+        losses.append(float(out["loss"].detach()))
+    assert losses[-1] < 0.5 * losses[0], losses
+    changed = {n for n, p in module.named_parameters() if n in encoders and not torch.equal(p, before[n])}
+    assert changed == encoders - unused
+
+
+def test_image_stage_refusals() -> None:
+    champ, m2penc = tiny_parts()
+    with pytest.raises(InputError, match="pass one of them"):
+        Stage2Module(champ, None)
+    module = Stage2Module(champ, None, guidance_encoders=champ.guidance_encoders)
+    with pytest.raises(InputError, match="maps=True"):
+        module(stage2_batch())
+    three = {t: e for t, e in champ.guidance_encoders.items() if t != "dwpose"}
+    with pytest.raises(InputError, match="missing \\['dwpose'\\]"):
+        Stage2Module(champ, m2penc, guidance_encoders=three)

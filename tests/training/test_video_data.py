@@ -171,6 +171,24 @@ def test_stage3_clips_with_stored_guidance_feed_the_modules(guidance_build: Path
         assert torch.isfinite(seeded_loss(Stage2Module(champ, m2penc), pairs)["loss"])
 
 
+def test_stage2_pairs_serve_the_target_maps_for_champs_image_stage(guidance_build: Path) -> None:
+    """``maps=True``: the target frame's four maps, even where the build also stores guidance."""
+    ds = Stage2Pairs(guidance_build, window_frames=4, seed=3, maps=True)
+    clips = clip_arrays(guidance_build, MAP_FIELDS)
+    assert "maps" not in Stage2Pairs(guidance_build, 4)[0]
+    for i in (0, 6, 12):
+        segment, target = ds.locate(i)
+        maps = ds[i]["maps"]
+        assert maps.dtype == torch.uint8 and maps.shape == (4, S, S, 3)
+        want = np.stack([clips[segment][name][target] for name in MAP_FIELDS])
+        assert np.array_equal(maps.numpy(), np.broadcast_to(want.reshape(4, S, S, -1), (4, S, S, 3)))
+    champ, _ = tiny_parts()
+    batch = next(iter(DataLoader(ds, batch_size=2)))
+    with torch.no_grad():
+        module = Stage2Module(champ, None, guidance_encoders=champ.guidance_encoders)
+        assert torch.isfinite(seeded_loss(module, batch)["loss"])
+
+
 def test_refusals(tmp_path: Path, maps_build: Path) -> None:
     with pytest.raises(InputError, match="--source aist --video"):
         Stage2Pairs(write_build(tmp_path / "no_video", video=False), 4)

@@ -4,20 +4,27 @@ One command (``m2pdance-train demo --out DIR``) runs, each step resumable and sk
 
 1. **music** (:mod:`.music_set`): seeded songs of several tempos, meters and styles, a ``train``
    split and a ``heldout`` split of tempos and patterns training never hears;
-2. **init**: the seeded starting weights: both U-Nets, Champ's four guidance encoders and the CLIP
-   image encoder at the demo sizes. The guidance encoders and CLIP stay at this random
-   initialisation (paper: Champ's trained ones, frozen; none exist at these sizes): the guidance
-   encoders are a fixed random projection of the maps that stage 1 teaches M2PEnc to predict;
+2. **init**: the seeded starting weights: both U-Nets, Champ's four guidance encoders (``conv_out``
+   zero-initialised, as Champ starts them) and the CLIP image encoder at the demo sizes; CLIP stays
+   at this random initialisation (no trained one exists at these sizes; it only has to tell the
+   reference photos apart, the ReferenceNet carries their appearance);
 3. **data**: an SDGPip build (:mod:`..sdgpip.builder`) of the train songs danced by the beat
-   choreographer (``variety``: ``by_level``, the move nearest the music's loudness, so the dance is a
-   function of the music), rendered with the open body at ``size`` pixels: Champ's four maps, keypoints,
-   heatmaps, light music features, the guidance targets (the init's encoders on the maps, stored
-   once instead of encoded at every step), and the frames of the body in clothes colours (one
-   scheme per clip, so the reference's colours carry information);
+   choreographer (``variety``: ``looped``, one loop per beat, the one nearest the beat's loudness, so
+   the pose is a function of any window of the music), rendered with the open body at ``size``
+   pixels: Champ's four maps, keypoints, heatmaps, light music features, and the frames of the body
+   in clothes colours (one scheme per clip, so the reference's colours carry information);
 4. **vae** (:mod:`.vae`): the small VAE (SD's architecture, 8x, 4 channels) on the frames;
-5. **stage1 / stage2 / stage3**: the paper's three stages (:mod:`..stage1`, :mod:`..champ_stages`)
-   at the recipe's sizes and steps;
-6. **export**: the demo set in ComfyUI's ``models/`` layout (:data:`DEMO_FILES`), float16, each file
+5. **stage2**: Champ's image stage (:class:`..champ_stages.Stage2Config` ``guidance = "maps"``): the
+   guidance encoders, the ReferenceNet and the denoising U-Net trained together on the rendered maps,
+   which is how the Champ weights the paper starts from were made (none exist at these sizes; the
+   paper's stage 2 then fine-tunes them on M2PEnc's guidance, which this recipe leaves to stage 3's
+   ``L_pix``). It runs first so that stage 1 has trained encoders to imitate;
+6. **guided**: the same build again with the trained encoders' guidance stored (``store = "guidance"``;
+   encoding the maps at every step would triple stage 1's time);
+7. **stage1**: the paper's stage 1, M2PEnc regressing that guidance and the keypoint heatmaps
+   (:mod:`..stage1`);
+8. **stage3**: the paper's stage 3, motion modules and M2PEnc jointly (:mod:`..champ_stages`);
+9. **export**: the demo set in ComfyUI's ``models/`` layout (:data:`DEMO_FILES`), float16, each file
    carrying the recipe and the git revision it was trained from, plus ``demo_metrics.json`` (every
    stage's first and final loss) that a shortened re-run is compared with.
 
@@ -37,8 +44,8 @@ from typing import Any, Callable, ClassVar, Optional
 import torch
 
 from ...m2penc.champ.autoencoder import build_vae
-from ...m2penc.champ.config import (DenoisingUNetConfig, GuidanceEncoderConfig, ImageEncoderConfig,
-                                    VAEConfig)
+from ...m2penc.champ.config import (GUIDANCE_TYPES, DenoisingUNetConfig, GuidanceEncoderConfig,
+                                    ImageEncoderConfig, VAEConfig)
 from ...m2penc.champ.denoising_unet import DenoisingUNet3D
 from ...m2penc.champ.guidance_encoder import GuidanceEncoder
 from ...m2penc.champ.image_encoder import build_image_encoder
@@ -47,6 +54,7 @@ from ...m2penc.champ.reference_unet import ReferenceUNet
 from ...m2penc.checkpoint import atomic_write, read_metadata
 from ...m2penc.encoder.config import M2PEncConfig
 from ...m2penc.errors import InputError
+from ...m2penc.motion.choreography.planner import VARIETIES
 from ...m2penc.progress import NO_CONTROL, RunControl
 from ...weights_manifest.demo import DEMO_DIR, DEMO_FILES, RECORD, make_record
 
@@ -73,10 +81,11 @@ class DemoRecipe:
             :class:`DenoisingUNetConfig`, :class:`VAEConfig`, :class:`GuidanceEncoderConfig`,
             :class:`ImageEncoderConfig`, :class:`M2PEncConfig` on top of their ``tiny`` presets; the VAE on
             its ``demo`` preset).
-        variety: how the beat choreographer picks moves (``by_level``: the move nearest the music's loudness,
-            4-beat segments, so the dance is a function of the music that M2PEnc's regression can learn;
-            ``seeded`` dances vary with each clip's seed and a regressor learns their average pose).
-        window_frames: M2PEnc's window (stage 1 sequences, stage 2 feature windows).
+        variety: how the beat choreographer picks moves (``looped``: every beat one loop, the one nearest the
+            beat's loudness, so the pose is a function of any window of the music, which M2PEnc's regression
+            can learn; ``by_level`` moves span 2-4 beats counted from the song's start, which a window cannot
+            see, and ``seeded`` dances vary with each clip's seed: a regressor learns their average pose).
+        window_frames: M2PEnc's window (stage 1 sequences, the feature windows stage 2 reads along).
         clip_frames: stage-3 clip length.
         vae_run, stage1_run, stage2_run, stage3_run: run settings of each step (steps, batch, lr...).
     """
@@ -96,12 +105,15 @@ class DemoRecipe:
     image_encoder: dict[str, Any] = field(default_factory=dict)
     m2penc: dict[str, Any] = field(default_factory=lambda: {"hidden_channels": 32, "num_layers": 2, "norm_groups": 8,
                                                             "num_heads": 4})
-    variety: str = "by_level"
+    variety: str = "looped"
     window_frames: int = 60
     clip_frames: int = 8
-    vae_run: dict[str, Any] = field(default_factory=lambda: {"steps": 800, "batch_size": 8, "lr": 2e-3,
+    vae_run: dict[str, Any] = field(default_factory=lambda: {"steps": 700, "batch_size": 8, "lr": 2e-3,
                                                              "kl_weight": 1e-6})
-    stage1_run: dict[str, Any] = field(default_factory=lambda: {"steps": 500, "batch_size": 4, "lr": 2e-3})
+    # heatmap_weight: L_heat is an MSE over sparse 16 x 16 maps, ~0.001 where L_guid is ~0.03; at weight 1 the
+    # heatmaps stay a blur of the poses and their keypoints miss the beats (measured: BAS ratio 0.8 vs 2.0 at 10)
+    stage1_run: dict[str, Any] = field(default_factory=lambda: {"steps": 800, "batch_size": 4, "lr": 2e-3,
+                                                                "heatmap_weight": 10.0})
     stage2_run: dict[str, Any] = field(default_factory=lambda: {"steps": 1500, "batch_size": 8, "lr": 3e-4})
     stage3_run: dict[str, Any] = field(default_factory=lambda: {"steps": 300, "batch_size": 2, "lr": 2e-4})
 
@@ -110,7 +122,7 @@ class DemoRecipe:
         # CI: the same pipeline, a few songs and steps; its metrics are compared with a recorded run
         "quick": {"train_songs": 2, "heldout_songs": 1, "song_seconds": [5.0, 5.0],
                   "vae_run": {"steps": 8, "batch_size": 4, "lr": 2e-3, "kl_weight": 1e-6},
-                  "stage1_run": {"steps": 8, "batch_size": 2, "lr": 2e-3},
+                  "stage1_run": {"steps": 8, "batch_size": 2, "lr": 2e-3, "heatmap_weight": 10.0},
                   "stage2_run": {"steps": 6, "batch_size": 4, "lr": 3e-4},
                   "stage3_run": {"steps": 3, "batch_size": 1, "lr": 2e-4}},
     }
@@ -124,8 +136,8 @@ class DemoRecipe:
         for name, low in (("seed", 0), ("size", 64), ("train_songs", 1), ("heldout_songs", 0),
                           ("window_frames", 8), ("clip_frames", 2)):
             whole(name, low)
-        if self.variety not in ("seeded", "by_level"):
-            raise InputError(f"variety must be seeded or by_level, got {self.variety!r}")
+        if self.variety not in VARIETIES:
+            raise InputError(f"variety must be one of {VARIETIES}, got {self.variety!r}")
         if self.size % 8:
             raise InputError(f"size must be a multiple of 8 (the VAE and the guidance grid), got {self.size}")
         if not (isinstance(self.fps, (int, float)) and 1 <= self.fps <= 60):
@@ -156,22 +168,23 @@ class DemoRecipe:
         from ..stage1 import WEIGHTS_FILE
         from .vae import VAE_FILE, VAEStageConfig
 
-        data, vae_file = str(paths.data), str(paths.run("vae") / VAE_FILE)
+        data, guided, vae_file = str(paths.data), str(paths.guided_data), str(paths.run("vae") / VAE_FILE)
         m2penc_file = str(paths.run("stage1") / WEIGHTS_FILE)
+        trained_champ = paths.run("stage2") / CHAMP_DIR           # the image stage's U-Nets and guidance encoders
         return {
             "vae": VAEStageConfig.preset("demo", data_dir=data, output_dir=str(paths.run("vae")), model=self.vae,
                                          **self._run_settings("vae")),
-            "stage1": Stage1Config.preset("tiny", data_dir=data, output_dir=str(paths.run("stage1")),
+            "stage2": Stage2Config.preset(
+                "tiny", data_dir=data, output_dir=str(paths.run("stage2")), guidance="maps",
+                champ=str(paths.init_champ / "denoising_unet.safetensors"), vae=vae_file,
+                image_encoder=str(paths.init_image_encoder), guidance_encoders=str(paths.init_champ),
+                window_frames=self.window_frames, **self._run_settings("stage2")),
+            "stage1": Stage1Config.preset("tiny", data_dir=guided, output_dir=str(paths.run("stage1")),
                                           model_overrides=self.m2penc_config().to_dict(),
                                           sequence_length=self.window_frames, **self._run_settings("stage1")),
-            "stage2": Stage2Config.preset(
-                "tiny", data_dir=data, output_dir=str(paths.run("stage2")),
-                champ=str(paths.init_champ / "denoising_unet.safetensors"), vae=vae_file,
-                image_encoder=str(paths.init_image_encoder), m2penc=m2penc_file, window_frames=self.window_frames,
-                **self._run_settings("stage2")),
             "stage3": Stage3Config.preset(
-                "tiny", data_dir=data, output_dir=str(paths.run("stage3")),
-                champ=str(paths.run("stage2") / CHAMP_DIR / "denoising_unet.safetensors"), vae=vae_file,
+                "tiny", data_dir=guided, output_dir=str(paths.run("stage3")),
+                champ=str(trained_champ / "denoising_unet.safetensors"), vae=vae_file,
                 image_encoder=str(paths.init_image_encoder), m2penc=m2penc_file, num_frames=self.clip_frames,
                 **self._run_settings("stage3")),
         }
@@ -248,7 +261,10 @@ class DemoRecipe:
             # the ReferenceNet starts as the denoiser's spatial layers, as both start from SD-1.5 in Champ
             spatial = {k: v for k, v in denoiser.state_dict().items() if k in reference.state_dict()}
             reference.load_state_dict(spatial, strict=False)
-            encoders = {t: GuidanceEncoder(self.guidance_config()) for t in ("depth", "normal", "semantic_map", "dwpose")}
+            encoders = {t: GuidanceEncoder(self.guidance_config()) for t in GUIDANCE_TYPES}
+            for encoder in encoders.values():            # Champ starts its guidance encoders' conv_out at zero
+                torch.nn.init.zeros_(encoder.conv_out.weight)
+                torch.nn.init.zeros_(encoder.conv_out.bias)
             return ChampModels(reference_unet=reference, denoising_unet=denoiser, guidance_encoders=encoders,
                                vae=build_vae(self.vae_config()), image_encoder=build_image_encoder(self.image_encoder_config()))
 
@@ -288,6 +304,11 @@ class DemoPaths:
         return self.root / "data"
 
     @property
+    def guided_data(self) -> Path:
+        """The same build with the trained guidance encoders' guidance stored (stages 1 and 3)."""
+        return self.root / "data_guided"
+
+    @property
     def init_champ(self) -> Path:
         return self.root / "init" / "champ"
 
@@ -320,17 +341,28 @@ def _make_music(recipe: DemoRecipe, paths: DemoPaths, control: RunControl) -> No
                     heldout_count=recipe.heldout_songs, seconds=recipe.song_seconds)
 
 
-def _build_data(recipe: DemoRecipe, paths: DemoPaths, control: RunControl) -> None:
+def _build(recipe: DemoRecipe, paths: DemoPaths, control: RunControl, out: Path, **store: str) -> None:
+    """The SDGPip build of the train songs into ``out`` (``store``: what to store, and the encoders for it)."""
     from ..sdgpip.builder import BuildConfig, run_build
     from .music_set import TRAIN
 
-    config = BuildConfig(source="beats", data=str(paths.music / TRAIN), out=str(paths.data), split="train",
-                         fps=recipe.fps, size=recipe.size, features="light", store="guidance",
-                         guidance_encoders=str(paths.init_champ), seed=recipe.seed, items_per_shard=4,
-                         appearance="cycle", variety=recipe.variety, device="cpu")
+    config = BuildConfig(source="beats", data=str(paths.music / TRAIN), out=str(out), split="train",
+                         fps=recipe.fps, size=recipe.size, features="light", seed=recipe.seed, items_per_shard=4,
+                         appearance="cycle", variety=recipe.variety, device="cpu", **store)
     summary = run_build(config, control=control, show_progress=True)
     if not summary["complete"]:
-        raise InputError(f"the demo's SDGPip build in {paths.data} did not finish; re-run the same command")
+        raise InputError(f"the demo's SDGPip build in {out} did not finish; re-run the same command")
+
+
+def _build_data(recipe: DemoRecipe, paths: DemoPaths, control: RunControl) -> None:
+    _build(recipe, paths, control, paths.data, store="maps")
+
+
+def _build_guided(recipe: DemoRecipe, paths: DemoPaths, control: RunControl) -> None:
+    from ..champ_stages import CHAMP_DIR
+
+    _build(recipe, paths, control, paths.guided_data, store="guidance",
+           guidance_encoders=str(paths.run("stage2") / CHAMP_DIR))
 
 
 def _write_init(recipe: DemoRecipe, paths: DemoPaths, control: RunControl) -> None:
@@ -365,15 +397,10 @@ def _train_stage2(recipe: DemoRecipe, paths: DemoPaths, control: RunControl) -> 
 
 
 def _train_stage3(recipe: DemoRecipe, paths: DemoPaths, control: RunControl) -> None:
-    from ..champ_stages import CHAMP_DIR, M2PENC_FILE, run_stage3
+    from ..champ_stages import M2PENC_FILE, run_stage3
 
-    if _done(paths.run("stage3") / M2PENC_FILE, "stage3"):
-        return
-    stage2_champ = paths.run("stage2") / CHAMP_DIR
-    for encoder in paths.init_champ.glob("guidance_encoder_*.safetensors"):  # the loader reads them beside the U-Nets
-        if not (stage2_champ / encoder.name).is_file():
-            atomic_write(stage2_champ / encoder.name, lambda tmp, src=encoder: shutil.copyfile(src, tmp))
-    run_stage3(recipe.run_configs(paths)["stage3"], control)
+    if not _done(paths.run("stage3") / M2PENC_FILE, "stage3"):
+        run_stage3(recipe.run_configs(paths)["stage3"], control)
 
 
 def _sources(paths: DemoPaths) -> dict[str, Path]:
@@ -388,7 +415,7 @@ def _sources(paths: DemoPaths) -> dict[str, Path]:
              "m2penc": stage3 / M2PENC_FILE}
     for role in DEMO_FILES:
         if role.startswith("guidance_encoder_"):
-            found[role] = paths.init_champ / f"{role}.safetensors"
+            found[role] = paths.run("stage2") / CHAMP_DIR / f"{role}.safetensors"     # Champ's image stage trained them
     return found
 
 
@@ -439,7 +466,7 @@ def run_demo_recipe(recipe: DemoRecipe, out: Path, control: RunControl = NO_CONT
     atomic_write(saved, lambda tmp: Path(tmp).write_text(recipe_json, encoding="utf-8"))
     steps: dict[str, Callable[[DemoRecipe, DemoPaths, RunControl], None]] = {
         "music": _make_music, "init": _write_init, "data": _build_data, "vae": _train_vae,
-        "stage1": _train_stage1, "stage2": _train_stage2, "stage3": _train_stage3}
+        "stage2": _train_stage2, "guided": _build_guided, "stage1": _train_stage1, "stage3": _train_stage3}
     for name, step in steps.items():
         control.check_cancel()
         LOG.info("demo recipe: %s", name)

@@ -93,8 +93,9 @@ class BuildConfig:
         appearance: beats only: render every clip's video frames (stages 2-3) with the maps' body and camera
             in a colour scheme (``m2penc/render/appearance.py``): ``cycle``/``random`` over the training
             schemes, or one scheme's name; the sample's ``info.appearance`` records the scheme.
-        variety: beats only: how the choreographer picks moves, ``seeded`` (varied dances) or
-            ``by_level`` (the move nearest the music's level, 4-beat segments: a function of the music).
+        variety: beats only: how the choreographer picks moves, ``seeded`` (varied dances),
+            ``by_level`` (the move nearest the music's level, 4-beat segments: a function of the music) or
+            ``looped`` (one loop per beat, the one nearest that beat's level: a function of any window of it).
         device, dtype: where the renderer, EDGE, Jukebox and encoders run (``auto``: this process's GPU).
     """
 

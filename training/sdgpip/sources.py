@@ -437,7 +437,7 @@ class BeatsSource(_MusicFolderSource):
         folder: the music folder; split: the label the clips carry; fps: build frame rate;
         seed: base seed; intensity: move amplitude, 0 (still) .. 2 (1 = normal).
         variety: how the choreographer picks moves (``seeded``: varied; ``by_level``: a function of the
-            music alone, :data:`~m2penc.motion.choreography.planner.VARIETIES`).
+            music alone; ``looped``: of any window of it, :data:`~m2penc.motion.choreography.planner.VARIETIES`).
         appearance: ``None`` (motion only), ``cycle``/``random`` or a scheme name: each clip's
             :attr:`Clip.appearance` (:func:`pick_scheme`), so the builder renders its video frames.
     """

@@ -1,4 +1,4 @@
-"""The move library of the beat choreographer: eight dance moves as functions of beat phase.
+"""The move library of the beat choreographer: eight dance moves and four one-beat loops as functions of beat phase.
 
 Why a hand-written library: the choreographer is a documented, weight-free stand-in for a learned
 dance model (tests, demos, offline users, a third synthetic-data source next to AIST++ and EDGE),
@@ -24,7 +24,7 @@ import torch
 
 from ...body.rotations import matrix_to_axis_angle
 from ..euler import axis_rotation
-from .timeline import bump, keyed
+from .timeline import bump, hit, keyed, smoothstep
 
 Curve = Union[float, np.ndarray]
 LEFT, RIGHT = 1, -1
@@ -197,6 +197,60 @@ MOVES: tuple[Move, ...] = (
 )
 #: The resting stance every move is scaled around (amplitude 0 = standing relaxed), ``(24, 3)``.
 REST = Pose(1).angles[0]
+
+
+# -- the loops: one-beat moves for ``variety="looped"`` --------------------------------------------
+
+def _loop(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(1 - cos 2 pi s, sin 2 pi s)`` with ``s`` the eased time inside each beat: a closed loop that
+    leaves the resting stance on a beat, travels without stopping and is back at rest, at rest speed 0,
+    on the next beat. Both curves are ``(T,)``; the speed's only minimum in a beat is on the beat."""
+    s = smoothstep(hit(p - np.floor(p)))
+    return 1.0 - np.cos(2 * np.pi * s), np.sin(2 * np.pi * s)
+
+
+def sway_loop(p: np.ndarray) -> np.ndarray:
+    """Hips circle (1 beat): a dip that swings left and back, arms float up and in."""
+    ring, swing = _loop(p)
+    pose = Pose(_n(p)).bounce(0.09 * ring)
+    pose.leg(LEFT, None, -0.1 * swing).leg(RIGHT, None, 0.1 * swing)
+    for arm in (LEFT, RIGHT):
+        pose.arm(arm, REST_ARM_LIFT + 0.2 * ring, 0.25 * ring, REST_ELBOW + 0.25 * ring)
+    return pose.spine(0.05 * ring, 0.0, -0.12 * swing).head(0.0, 0.0, 0.12 * swing).angles
+
+
+def pump_loop(p: np.ndarray) -> np.ndarray:
+    """Forearm pump (1 beat): elbows swing out and forward, forearms up and back down, knees give."""
+    ring, swing = _loop(p)
+    pose = Pose(_n(p)).bounce(0.08 * ring)
+    for arm in (LEFT, RIGHT):
+        pose.arm(arm, REST_ARM_LIFT + 0.3 * ring, 0.3 * swing + 0.2 * ring, REST_ELBOW + 0.45 * ring, 0.2 * ring)
+    return pose.spine(0.06 * ring, 0.15 * swing).head(0.08 * ring).angles
+
+
+def circle_loop(p: np.ndarray) -> np.ndarray:
+    """Arm circles (1 beat): both arms sweep out, up past the shoulders and back down the front."""
+    ring, swing = _loop(p)
+    pose = Pose(_n(p)).bounce(0.1 * ring)
+    for arm in (LEFT, RIGHT):
+        pose.arm(arm, REST_ARM_LIFT + 0.55 * ring, 0.35 * swing, REST_ELBOW + 0.1 * ring)
+    return pose.spine(0.0, 0.0, 0.08 * swing).head(-0.06 * ring).angles
+
+
+def reach_loop(p: np.ndarray) -> np.ndarray:
+    """Reach up (1 beat): a deep dip, both arms thrown up towards the sky and circling back down."""
+    ring, swing = _loop(p)
+    pose = Pose(_n(p)).bounce(0.14 * ring)
+    pose.leg(LEFT, None, 0.06 * swing).leg(RIGHT, None, -0.06 * swing)
+    for arm in (LEFT, RIGHT):
+        pose.arm(arm, REST_ARM_LIFT + 0.75 * ring, 0.3 * swing - 0.1 * ring, REST_ELBOW - 0.1 * ring)
+    return pose.spine(-0.05 * ring, 0.0, 0.1 * swing).head(-0.12 * ring).angles
+#: The one-beat loops (``variety="looped"``): every one is at the resting stance, still, on every beat, so
+#: the pose is a function of the time inside the beat and of the music's level, whatever came before.
+LOOPS: tuple[Move, ...] = (
+    Move("sway_loop", 1, 0.2, sway_loop), Move("pump_loop", 1, 0.45, pump_loop),
+    Move("circle_loop", 1, 0.7, circle_loop), Move("reach_loop", 1, 0.95, reach_loop),
+)
 
 
 def mirror(angles: np.ndarray) -> np.ndarray:

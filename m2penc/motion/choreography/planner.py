@@ -7,7 +7,7 @@ beat phase, :mod:`.timeline`) and physically tame (a speed limiter and :mod:`.gr
 1. **Plan** - the beats are cut into segments of 4 or 8 beats aligned to beat 0; each segment
    gets a move whose ``level`` is close to the music's level over it (loudness per beat, plus
    off-beat onsets as "busyness"), a side (mirror) and repeats; the same move twice in a row is
-   discouraged.
+   discouraged (``variety`` :data:`VARIETIES` says how; ``looped``: one-beat segments of loops).
 2. **Time** - every frame gets its beat phase; each segment's move is evaluated in its own phase
    and cross-faded into the next over the next segment's first beat (:func:`.timeline.segment_weight`),
    which keeps the stops on the beats.
@@ -34,7 +34,7 @@ from ...errors import InputError
 from ...timeline import rational_fps
 from ..format import SMPLMotion
 from .grounding import ground, joint_positions
-from .moves import LEFT, MOVES, REST, RIGHT, Move, flatten_feet, to_axis_angle
+from .moves import LEFT, LOOPS, MOVES, REST, RIGHT, Move, flatten_feet, to_axis_angle
 from .timeline import beat_grid, beat_phase, hit, segment_weight, smoothstep
 
 #: Hard limit on any joint's speed (m/s, forward kinematics, finite differences at the output fps).
@@ -47,8 +47,10 @@ LEVEL_SPREAD, REPEAT_WEIGHT = 0.3, 0.15
 LIMIT_MARGIN = 0.98
 #: How moves are chosen: ``seeded`` (random lengths, moves drawn near the music's level, random sides:
 #: varied dances) or ``by_level`` (4-beat segments, the move whose level is nearest the music's, leading
-#: left: the dance is a function of the music alone, which a regressor such as M2PEnc can learn).
-VARIETIES = ("seeded", "by_level")
+#: left: the dance is a function of the music alone) or ``looped`` (every beat one loop of
+#: :data:`~.moves.LOOPS`, the one nearest that beat's level: the pose is a function of the time inside the
+#: beat and the local level, which a regressor such as M2PEnc can learn from any window of the music).
+VARIETIES = ("seeded", "by_level", "looped")
 #: Rounds of the per-beat speed limiter, then of the last resort (scaling the whole dance by 0.9).
 LIMIT_ROUNDS, SHRINK_ROUNDS = 8, 40
 
@@ -69,6 +71,9 @@ def plan_moves(first: int, last: int, level: np.ndarray, rng: np.random.Generato
     ``variety`` one of :data:`VARIETIES` (``by_level`` draws nothing from ``rng``)."""
     if variety not in VARIETIES:
         raise InputError(f"variety must be one of {VARIETIES}, got {variety!r}")
+    if variety == "looped":
+        return [Segment(min(LOOPS, key=lambda m: abs(m.level - float(level[min(k - first, level.size - 1)]))),
+                        k, 1, LEFT) for k in range(first, last + 1)]
     segments: list[Segment] = []
     start = 4 * math.floor(first / 4)
     previous: Optional[Move] = None

@@ -22,7 +22,7 @@ from m2pdance.m2penc.motion.choreography import (
     FALLBACK_BPM, MAX_ANGULAR_SPEED, MAX_JOINT_SPEED, MOVES, choreograph, ground, joint_positions, mirror,
     plan_dance,
 )
-from m2pdance.m2penc.motion.choreography.moves import REST, Pose, flatten_feet, to_axis_angle
+from m2pdance.m2penc.motion.choreography.moves import LOOPS, REST, Pose, flatten_feet, to_axis_angle
 
 FEET = [7, 8, 10, 11]
 
@@ -121,6 +121,40 @@ def test_every_move_stops_on_the_beat_and_mirrors():
         assert (np.abs(np.diff(keys, axis=0)).max(axis=(1, 2)) > 0.3).all(), move.name
         assert np.allclose(mirror(mirror(keys)), keys)
         assert np.allclose(move(np.array([0.25]), side=-1), mirror(move(np.array([0.25]))))
+
+
+def test_every_loop_rests_still_on_the_beat_and_repeats_each_beat():
+    for loop in LOOPS:
+        assert loop.beats == 1
+        for k in (0, 1, 5):
+            before, at, after = loop(np.array([k - 1e-4, k, k + 1e-4]))
+            assert np.abs(after - before).max() < 1e-6, (loop.name, k)       # zero angular velocity on the beat
+            assert np.allclose(at, REST), (loop.name, k)                       # at the resting stance
+        inside = np.linspace(0.05, 0.95, 19)
+        assert np.allclose(loop(inside), loop(inside + 3.0))                   # the same loop every beat
+        assert np.abs(loop(np.array([0.5]))[0] - REST).max() > 0.3, loop.name  # and it does move
+    assert sorted(loop.level for loop in LOOPS) == [loop.level for loop in LOOPS]
+
+
+def test_looped_dance_is_a_function_of_the_local_music():
+    """``looped``: the pose at a beat depends on that beat's music, not on the song's start or the seed."""
+    beats = _beats(120, 20.0, jitter=0.0)                    # on the frame grid: 0.3 s + k * 0.5 s at 30 fps
+    energy = np.random.default_rng(0).uniform(0, 1, beats.size)
+    full = choreograph(beats, 20.0, 30, energy=energy, seed=0, variety="looped")
+    assert np.array_equal(full.poses, choreograph(beats, 20.0, 30, energy=energy, seed=5, variety="looped").poses)
+    plan = plan_dance(beats, 20.0, 30, energy=energy, variety="looped")
+    assert all(s.beats == 1 for s in plan.segments) and len({s.move.name for s in plan.segments}) >= 3
+    # the same music from its 7th beat on: the later poses are the same
+    cut = 7
+    later = choreograph(beats[cut:] - beats[cut], 20.0 - beats[cut], 30, energy=energy[cut:], seed=0,
+                        variety="looped")
+    offset = int(round(beats[cut] * 30))
+    frames = np.arange(offset + 60, offset + 240)
+    assert np.abs(full.poses[frames] - later.poses[frames - offset]).max() < 1e-4
+    motion_beats = motion_beat_frames(_positions(full))
+    music = np.round(beats * 30).astype(int)
+    nearest = np.abs(motion_beats[:, None] - music[None, :]).min(axis=1)
+    assert np.mean(nearest <= 1) >= 0.9                      # one stop per beat, on the beat
 
 
 def test_grounding_keeps_a_planted_foot_still():
