@@ -96,6 +96,31 @@ def test_mean_colour_ignores_pixels_outside_the_mask_and_is_nan_when_empty():
     assert all(math.isnan(v) for v in dq.mean_colour(frames, torch.zeros_like(mask)).tolist())
 
 
+def test_colour_distance_of_part_stacks_is_the_mean_of_the_parts():
+    a = torch.tensor([[200.0, 40.0, 45.0], [50.0, 70.0, 120.0]])
+    b = a + torch.tensor([[30.0, 40.0, 0.0], [0.0, 0.0, 10.0]])     # distances 50 and 10
+    assert dq.colour_distance(a, b) == pytest.approx(30.0)
+
+
+def test_part_masks_and_colours_of_the_reference_photo():
+    """The reference photo's top and trousers, found by rendering its pose: disjoint, top above bottom, and their
+    mean colours those of its scheme (Lambert-shaded: within 60 of the flat colour)."""
+    from m2pdance.m2penc.body.open_body import OpenBody
+    from m2pdance.m2penc.render.appearance import a_pose, get_scheme, reference_photo
+    from m2pdance.m2penc.render.pose_maps import motion_camera
+
+    body, pose, trans = OpenBody(), a_pose()[None], torch.zeros(1, 3)
+    masks = dq.part_masks(body, pose, trans, motion_camera(body, pose, trans, 128, 128))
+    top, bottom = masks["top"][0], masks["bottom"][0]
+    assert top.sum() > 150 and bottom.sum() > 100 and not (top & bottom).any()
+    rows = torch.arange(128)[:, None].expand(128, 128)
+    assert rows[top].float().mean() < rows[bottom].float().mean() - 15
+    for name in ("red_jeans", "blue_brown"):
+        scheme = get_scheme(name)
+        colours = dq.part_colours(reference_photo(name, 128)[None], masks)
+        assert (colours - torch.tensor([scheme.top, scheme.bottom]).float()).norm(dim=-1).max() < 60, (name, colours)
+
+
 # ----- beat alignment ---------------------------------------------------------------------------------------
 
 def test_beat_times_to_frames():

@@ -70,6 +70,34 @@ def test_stage2_trains_the_spatial_unets_and_exports_loadable_files(smoke_models
     assert meta["stage"] == "stage2" and meta["steps"] == 3
 
 
+def test_champs_image_stage_trains_and_exports_the_guidance_encoders(smoke_models, video_build, tmp_path):
+    """``guidance = "maps"``: no M2PEnc needed; the four encoders train with the U-Nets and load beside them."""
+    files = {k: v for k, v in _files(smoke_models).items() if k != "m2penc"}
+    config = Stage2Config.preset("tiny", data_dir=str(video_build), output_dir=str(tmp_path / "s2"), steps=3,
+                                 guidance="maps", preview_every=0, **files)
+    result = run_stage2(config)
+    encoders = {f"guidance_encoder_{t}" for t in ("depth", "normal", "semantic_map", "dwpose")}
+    assert {p.stem for p in result.outputs} == {"reference_unet", "denoising_unet", *encoders}
+    for stem in encoders:
+        before = load_file(str(smoke_models / CHAMP / f"{stem}.safetensors"))
+        after = load_file(str(result.output_dir / "champ" / f"{stem}.safetensors"))
+        assert set(before) == set(after)
+        moved = {k for k in before if not torch.equal(before[k], after[k])}
+        assert "conv_out.weight" in moved and "conv_in.weight" in moved
+        assert not any(k.startswith(("guidance_attention.", "attentions.0.")) for k in moved)   # unused by Champ
+    models = load_champ_files(result.output_dir / "champ" / "denoising_unet.safetensors", files["vae"],
+                              files["image_encoder"], device="cpu", dtype="fp32")
+    trained = load_file(str(result.output_dir / "champ" / "guidance_encoder_depth.safetensors"))
+    assert torch.equal(models.guidance_encoders["depth"].state_dict()["conv_out.weight"], trained["conv_out.weight"])
+
+
+def test_image_stage_settings_are_checked():
+    with pytest.raises(InputError, match="guidance must be one of"):
+        Stage2Config.preset("tiny", guidance="music")
+    with pytest.raises(InputError, match="previews"):
+        Stage2Config.preset("tiny", guidance="maps", tensorboard=True, preview_every=5)
+
+
 def _metadata(path: Path) -> dict[str, str]:
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
