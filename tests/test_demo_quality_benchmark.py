@@ -218,6 +218,9 @@ def test_quick_run_end_to_end(demo_format_folder, tmp_path, capsys):
     for goal in ("ratio", "goal >= 2", "choreographer's own keypoints", "pose path  IoU", "music path IoU", "diagonal"):
         assert goal in printed
     assert len(res["bas"]["matched"]) == 2 and len(res["bas"]["choreography"]["matched"]) == 2
+    assert "true beats" in printed and len(res["bas"]["true_beats"]["matched"]) == 2
+    assert res["bas"]["choreography_true_beats"]["ratio"] == pytest.approx(
+        res["bas"]["choreography_true_beats"]["mean_matched"] / res["bas"]["choreography_true_beats"]["mean_shuffled"])
     assert res["variety"] == "looped" and res["bas_fps"] == 60.0
     assert 0 <= res["iou"]["pose"] <= 1 and 0 <= res["iou"]["music"] <= 1
     assert [r["path"] for r in res["iou"]["runs"]] == ["pose", "pose", "music"]
@@ -233,3 +236,20 @@ def test_quick_run_end_to_end(demo_format_folder, tmp_path, capsys):
 def test_off_beats_sit_half_way_between_beats():
     assert dq.off_beats([0.0, 1.0, 2.0, 3.1]).tolist() == pytest.approx([0.5, 1.5, 2.55])
     assert dq.off_beats([0.4]).tolist() == []
+
+
+def test_songs_are_scored_against_the_metrics_tracked_beats(tmp_path):
+    """heldout_songs: beat_times are music_beat_frames at 60 fps (Bailando's music beats); true_beats are the
+    synthesiser's, which the tracker finds a constant ~34 ms late (the onset envelope's latency)."""
+    from m2pdance.m2penc.audio.io import load_audio
+    from m2pdance.m2penc.eval.beat_alignment import music_beat_frames
+
+    songs = dq.heldout_songs(None, 2, 6.0, 0, tmp_path)
+    assert len(songs) == 2
+    for song in songs:
+        frames = music_beat_frames(load_audio(song.path, duration=None), 60.0)
+        assert song.beat_times == pytest.approx((frames / 60.0).tolist())
+        true = np.asarray(song.true_beats)
+        lag = np.array([min(np.asarray(song.beat_times) - t, key=abs) for t in true])
+        assert np.median(lag) == pytest.approx(0.034, abs=0.012)          # late by a constant ...
+        assert np.mean(np.abs(lag - np.median(lag)) < 0.02) >= 0.8         # ... bar a beat near the song's end
