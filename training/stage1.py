@@ -39,6 +39,8 @@ LOG = logging.getLogger("m2pdance.training")
 #: Stage-1 windows: safetensors pairs or an SDGPip build (same indexing interface).
 Stage1Data = Union[Stage1Windows, "SDGPipWindows"]
 WEIGHTS_FILE = "m2penc.safetensors"
+#: Windows (evenly spaced over the data) whose features measure an ``input_standardize`` model's statistics.
+STATISTICS_WINDOWS = 512
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,18 @@ def build_model(config: Stage1Config) -> M2PEnc:
     return model
 
 
+def feature_statistics(dataset: "Stage1Data", windows: int = STATISTICS_WINDOWS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-column mean and standard deviation ``(D,)`` float32 of the music features of up to ``windows``
+    evenly spaced items of ``dataset`` (each ``{"features": (L, D), ...}``); the same in every process."""
+    count = len(dataset)
+    if count < 1:
+        raise InputError("the stage-1 data has no windows to measure the feature statistics on")
+    picks = sorted({round(i * (count - 1) / max(min(windows, count) - 1, 1)) for i in range(min(windows, count))})
+    rows = torch.cat([dataset[i]["features"].reshape(-1, dataset[i]["features"].shape[-1]) for i in picks])
+    rows = rows.double()
+    return rows.mean(dim=0).float(), rows.std(dim=0).float()
+
+
 def _check_resume_model(checkpoint: Path, model: M2PEncConfig) -> None:
     saved = read_checkpoint_state(checkpoint).get("extra", {}).get("model_config")
     if saved is not None and M2PEncConfig.from_dict(saved) != model:
@@ -138,6 +152,8 @@ def run_stage1(config: Stage1Config, control: RunControl = NO_CONTROL,
     targets = guidance_targets(config, dataset, model_config)
     total = config.total_steps(steps_per_epoch(dataset, config.batch_size))
     model = build_model(config)
+    if model_config.input_standardize:          # measured here, saved with the weights (a resume reloads them)
+        model.set_input_statistics(*feature_statistics(dataset))
     every_process = {event: list(functions) for event, functions in (callbacks or {}).items()}
     if config.tensorboard and config.preview_every > 0:
         every_process.setdefault("on_step_end", []).append(Stage1Previews(dataset[0], targets, config.preview_every))

@@ -40,6 +40,12 @@ class M2PEncConfig(ModelConfig):
         norm_groups: GroupNorm groups.
         spatial_attention_stride: spatial attention runs on a G/s x G/s average-pooled grid
             (full 64 x 64 attention over 4096 tokens per frame is not affordable); 0 disables it.
+        input_standardize: standardise each feature column with the training data's mean and standard
+            deviation (buffers ``input_mean``/``input_std``, saved with the weights; stage 1 measures
+            them) before ``input_norm``. Our addition, off in the presets (their files have no such
+            buffers). Without it the LayerNorm below sees one frame's 35 baseline columns, where the
+            first MFCC (about -240 +- 66) sets the scale: the 0/1 onset and beat columns come out
+            ~0.015 apart, and the model cannot see the beats it is meant to dance to.
         input_norm: LayerNorm on the input features before the FC (our addition: EDGE's
             baseline columns span several orders of magnitude).
         guidance_channels: C_guid (Champ: 320).
@@ -60,6 +66,7 @@ class M2PEncConfig(ModelConfig):
     num_heads: int = 4
     norm_groups: int = 8
     spatial_attention_stride: int = 4
+    input_standardize: bool = False
     input_norm: bool = True
     guidance_channels: int = CHAMP_GUIDANCE_CHANNELS
     heatmap_channels: int = OPENPOSE_BODY_KEYPOINTS

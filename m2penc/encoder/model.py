@@ -3,6 +3,8 @@
 Music features ``(B, N, D)`` (one row per video frame; D = 4800 Jukebox or 35 baseline) go
 through:
 
+0. (configurable, ours) per-column standardisation with the training data's statistics, then a
+   LayerNorm over the D columns;
 1. a fully-connected layer ``D -> G * G`` (G = 64: 4096 values per frame);
 2. a reshape to ``(B, 1, N, G, G)``: each frame becomes a one-channel 64 x 64 image and the N
    frames are the time axis of a one-channel video (the "(N, 64, 64)" of the paper);
@@ -28,6 +30,10 @@ from ..audio.featureset import MusicFeatures
 from ..errors import InputError
 from .blocks import Attention3d, ConvBlock3d, InflatedConv3d
 from .config import M2PEncConfig
+
+
+#: Floor of the per-column standard deviation of ``input_standardize`` models.
+MIN_INPUT_STD = 1e-2
 
 
 def _block(conv: nn.Module, attention: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -60,6 +66,10 @@ class M2PEnc(nn.Module):
         super().__init__()
         self.config = config
         c, g = config.hidden_channels, config.grid_size
+        if config.input_standardize:
+            # the training data's per-column statistics (stage 1 sets them: set_input_statistics); saved
+            self.register_buffer("input_mean", torch.zeros(config.in_dim))
+            self.register_buffer("input_std", torch.ones(config.in_dim))
         self.input_norm = nn.LayerNorm(config.in_dim) if config.input_norm else nn.Identity()
         self.fc = nn.Linear(config.in_dim, g * g)
         self.stem = InflatedConv3d(1, c, config.temporal_kernel, config.spatial_kernel)
@@ -77,6 +87,24 @@ class M2PEnc(nn.Module):
         #: Training only: recompute each conv + attention block in the backward pass instead of keeping
         #: its activations (the same values and gradients, less memory, about one more forward of compute).
         self.gradient_checkpointing = False
+
+    def set_input_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-column ``mean``, ``std`` ``(in_dim,)`` of the training features (``input_standardize`` models).
+
+        ``std`` is floored at :data:`MIN_INPUT_STD` so a column that barely varies in training cannot blow
+        up on new music.
+        """
+        if not self.config.input_standardize:
+            raise InputError("this M2PEnc does not standardise its inputs (config input_standardize is false)")
+        shape = (self.config.in_dim,)
+        if tuple(mean.shape) != shape or tuple(std.shape) != shape:
+            raise InputError(f"input statistics must be ({self.config.in_dim},), got {tuple(mean.shape)} "
+                             f"and {tuple(std.shape)}")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+            raise InputError("input statistics must be finite; the training features hold NaN/inf")
+        with torch.no_grad():
+            self.input_mean.copy_(mean)
+            self.input_std.copy_(std.clamp(min=MIN_INPUT_STD))
 
     def check_inputs(self, features: torch.Tensor) -> None:
         """Features must be ``(B, N, in_dim)`` floats with N >= 1."""
@@ -103,6 +131,8 @@ class M2PEnc(nn.Module):
         """``features`` ``(B, N, D)`` -> :class:`M2PEncOutput` with ``(B, C, N, G, G)`` tensors."""
         self.check_inputs(features)
         g = self.config.grid_size
+        if self.config.input_standardize:
+            features = (features - self.input_mean) / self.input_std
         x = self.fc(self.input_norm(features))                         # (B, N, G*G)
         x = rearrange(x, "b n (h w) -> b 1 n h w", h=g)                  # 1-channel video, time = N
         x = self.stem(x)                                                 # (B, C, N, G, G)

@@ -81,3 +81,25 @@ def test_stage1_overfits_a_fixed_batch_and_trains_every_parameter(smoke_config, 
     after = load_file(str(result.weights_path))
     assert set(after) == set(start)
     assert all(not torch.equal(after[k], start[k]) for k in start)          # stage 1 trains all of M2PEnc
+
+
+def test_a_standardising_model_is_trained_on_its_data_statistics(smoke_config):
+    """input_standardize: stage 1 measures the features' per-column mean/std on the data and saves them."""
+    from m2pdance.training.stage1 import feature_statistics, open_stage1_data
+
+    config = smoke_config.with_overrides({"steps": 3, "model_overrides": {"input_standardize": True}})
+    data = open_stage1_data(config, config.model_config())
+    rows = torch.cat([data[i]["features"] for i in range(len(data))]).double()
+    mean, std = feature_statistics(data, windows=len(data))
+    torch.testing.assert_close(mean, rows.mean(0).float())
+    torch.testing.assert_close(std, rows.std(0).float())
+    few_mean, _ = feature_statistics(data, windows=2)              # the first and the last window
+    both = torch.cat([data[0]["features"], data[len(data) - 1]["features"]]).double()
+    torch.testing.assert_close(few_mean, both.mean(0).float())
+
+    result = run_stage1(config)
+    saved = load_file(str(result.weights_path))
+    torch.testing.assert_close(saved["input_mean"], mean)
+    torch.testing.assert_close(saved["input_std"], std.clamp(min=1e-2))
+    model = load_m2penc(result.weights_path, feature_kind="baseline")
+    assert model.config.input_standardize and torch.equal(model.input_mean, saved["input_mean"])

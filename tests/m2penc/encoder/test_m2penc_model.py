@@ -113,3 +113,35 @@ def test_gradient_checkpointing_gives_the_same_values_and_gradients():
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_input_standardisation_is_a_per_column_affine_map_before_the_layer_norm():
+    """A standardising M2PEnc on x equals the same weights without it on (x - mean) / std."""
+    from m2pdance.m2penc.encoder.model import MIN_INPUT_STD
+
+    config = M2PEncConfig.preset("tiny", input_standardize=True)
+    torch.manual_seed(0)
+    model = M2PEnc(config).eval()
+    plain = M2PEnc(M2PEncConfig.preset("tiny")).eval()
+    assert set(model.state_dict()) - set(plain.state_dict()) == {"input_mean", "input_std"}
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if k not in ("input_mean", "input_std")})
+    mean = torch.linspace(-240.0, 3.0, config.in_dim)
+    std = torch.linspace(0.001, 66.0, config.in_dim)              # the first column is floored
+    model.set_input_statistics(mean, std)
+    torch.testing.assert_close(model.input_std, std.clamp(min=MIN_INPUT_STD))
+    x = mean + torch.randn(2, 6, config.in_dim) * std
+    with torch.no_grad():
+        a, b = model(x), plain((x - mean) / std.clamp(min=MIN_INPUT_STD))
+    torch.testing.assert_close(a.guidance, b.guidance)
+    torch.testing.assert_close(a.heatmaps, b.heatmaps)
+
+
+def test_input_statistics_are_checked():
+    model = M2PEnc(M2PEncConfig.preset("tiny", input_standardize=True))
+    d = model.config.in_dim
+    with pytest.raises(InputError, match=r"\(35,\)"):
+        model.set_input_statistics(torch.zeros(d + 1), torch.ones(d))
+    with pytest.raises(InputError, match="finite"):
+        model.set_input_statistics(torch.full((d,), float("nan")), torch.ones(d))
+    with pytest.raises(InputError, match="does not standardise"):
+        M2PEnc(M2PEncConfig.preset("tiny")).set_input_statistics(torch.zeros(d), torch.ones(d))
