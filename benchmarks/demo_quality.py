@@ -16,7 +16,7 @@ never fails: exit code 0 whatever the figures):
    resampled). Also printed: the same keypoints against the song's off-beats (:func:`off_beats`: the
    same tempo, the opposite phase); against the synthesiser's true beats (``music_set.json``: the
    tracker finds every beat ~34 ms after the attack, the spectral-flux latency, 2 frames at 60 fps,
-   which costs a quarter of each matched score); and the ceiling: the choreographer's own keypoints of
+   which costs a fifth to a quarter of each matched score); and the ceiling: the choreographer's own keypoints of
    the same songs (what M2PEnc learns to follow, moves chosen as the demo recipe's ``variety``), scored
    the same ways (no goal).
 2. **Silhouette IoU**: the choreographer's dance of each song rendered as Champ's maps at the demo
@@ -211,12 +211,16 @@ class Song:
     name: str
 
 
-def tracked_beats(path: Path) -> list[float]:
-    """The metric's music beats of an audio file (:func:`music_beat_frames` at :data:`BAS_FPS`), in seconds."""
-    from m2pdance.m2penc.audio.io import load_audio
+def tracked_beats(path: Path, seconds: Optional[float] = None) -> list[float]:
+    """The metric's music beats of the first ``seconds`` of an audio file (all of it when shorter or ``None``;
+    :func:`music_beat_frames` at :data:`BAS_FPS`: the tracker hears the clip the model hears), in seconds."""
+    from m2pdance.m2penc.audio.io import audio_duration, load_audio, trim_audio
     from m2pdance.m2penc.eval.beat_alignment import music_beat_frames
 
-    return [float(f) / BAS_FPS for f in music_beat_frames(load_audio(path, duration=None), BAS_FPS)]
+    audio = load_audio(path, duration=None)
+    if seconds is not None and audio_duration(audio) > seconds:
+        audio = trim_audio(audio, 0.0, seconds)
+    return [float(f) / BAS_FPS for f in music_beat_frames(audio, BAS_FPS)]
 
 
 def heldout_songs(music_set: Optional[Path], count: int, seconds: float, seed: int, work: Path) -> list[Song]:
@@ -228,7 +232,7 @@ def heldout_songs(music_set: Optional[Path], count: int, seconds: float, seed: i
         build_music_set(music_set, seed=seed, train_count=0, heldout_count=count, seconds=(seconds, seconds))
     manifest = json.loads((music_set / MUSIC_SET_FILE).read_text())
     songs = manifest["splits"][HELDOUT]["songs"][:count]
-    return [Song(music_set / s["file"], tracked_beats(music_set / s["file"]), [float(t) for t in s["beat_times"]],
+    return [Song(music_set / s["file"], tracked_beats(music_set / s["file"], seconds), [float(t) for t in s["beat_times"]],
                  Path(s["file"]).stem) for s in songs]
 
 

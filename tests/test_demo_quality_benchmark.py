@@ -204,7 +204,10 @@ def demo_format_folder(tmp_path_factory) -> Path:
         (root / DEMO_FILES[role]).parent.mkdir(parents=True, exist_ok=True)
         (root / "tmp" / f"{stem}.safetensors").rename(root / DEMO_FILES[role])
     torch.manual_seed(0)
-    save_m2penc(M2PEnc(recipe.m2penc_config()), root / DEMO_FILES["m2penc"])
+    encoder = M2PEnc(recipe.m2penc_config())
+    if encoder.config.input_standardize:            # stage 1 would measure them on its data
+        encoder.set_input_statistics(torch.zeros(encoder.config.in_dim), torch.ones(encoder.config.in_dim))
+    save_m2penc(encoder, root / DEMO_FILES["m2penc"])
     (root / RECORD).write_text(json.dumps(make_record(root, {"revision": "test"})))
     assert demo_available(root)
     return root
@@ -219,8 +222,8 @@ def test_quick_run_end_to_end(demo_format_folder, tmp_path, capsys):
         assert goal in printed
     assert len(res["bas"]["matched"]) == 2 and len(res["bas"]["choreography"]["matched"]) == 2
     assert "true beats" in printed and len(res["bas"]["true_beats"]["matched"]) == 2
-    assert res["bas"]["choreography_true_beats"]["ratio"] == pytest.approx(
-        res["bas"]["choreography_true_beats"]["mean_matched"] / res["bas"]["choreography_true_beats"]["mean_shuffled"])
+    # the choreographer dances on the tracked beats: they match its keypoints better than the true ones
+    assert res["bas"]["choreography"]["mean_matched"] > res["bas"]["choreography_true_beats"]["mean_matched"] + 0.1
     assert res["variety"] == "looped" and res["bas_fps"] == 60.0
     assert 0 <= res["iou"]["pose"] <= 1 and 0 <= res["iou"]["music"] <= 1
     assert [r["path"] for r in res["iou"]["runs"]] == ["pose", "pose", "music"]

@@ -245,6 +245,11 @@ class Stage1Windows(Dataset):
             self._handles[shard] = safe_open(str(self.shards[shard].path), framework="pt")
         return self._handles[shard]
 
+    def features(self, index: int) -> torch.Tensor:
+        """Window ``index``'s music features alone, ``(L, D)`` float32 (nothing else is read)."""
+        shard, start = self.locate(int(index))
+        return self._handle(shard).get_slice("features")[start:start + self.sequence_length].to(torch.float32)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         shard, start = self.locate(int(index))
         handle = self._handle(shard)

@@ -123,14 +123,23 @@ def build_model(config: Stage1Config) -> M2PEnc:
 
 def feature_statistics(dataset: "Stage1Data", windows: int = STATISTICS_WINDOWS) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-column mean and standard deviation ``(D,)`` float32 of the music features of up to ``windows``
-    evenly spaced items of ``dataset`` (each ``{"features": (L, D), ...}``); the same in every process."""
+    evenly spaced windows of ``dataset`` (read with its ``features(index) -> (L, D)``, nothing else; sums
+    kept in float64); the same in every process."""
     count = len(dataset)
     if count < 1:
         raise InputError("the stage-1 data has no windows to measure the feature statistics on")
     picks = sorted({round(i * (count - 1) / max(min(windows, count) - 1, 1)) for i in range(min(windows, count))})
-    rows = torch.cat([dataset[i]["features"].reshape(-1, dataset[i]["features"].shape[-1]) for i in picks])
-    rows = rows.double()
-    return rows.mean(dim=0).float(), rows.std(dim=0).float()
+    total = squares = None
+    rows = 0
+    for index in picks:
+        block = dataset.features(index).double()
+        block = block.reshape(-1, block.shape[-1])
+        total = block.sum(0) if total is None else total + block.sum(0)
+        squares = (block * block).sum(0) if squares is None else squares + (block * block).sum(0)
+        rows += block.shape[0]
+    mean = total / rows
+    variance = ((squares - rows * mean * mean) / max(rows - 1, 1)).clamp(min=0.0)
+    return mean.float(), variance.sqrt().float()
 
 
 def _check_resume_model(checkpoint: Path, model: M2PEncConfig) -> None:

@@ -67,9 +67,10 @@ class M2PEnc(nn.Module):
         self.config = config
         c, g = config.hidden_channels, config.grid_size
         if config.input_standardize:
-            # the training data's per-column statistics (stage 1 sets them: set_input_statistics); saved
-            self.register_buffer("input_mean", torch.zeros(config.in_dim))
-            self.register_buffer("input_std", torch.ones(config.in_dim))
+            # the training data's per-column statistics (stage 1 sets them: set_input_statistics; saved with the
+            # weights). NaN until then: a model that never saw its data refuses to run rather than guess.
+            self.register_buffer("input_mean", torch.full((config.in_dim,), float("nan")))
+            self.register_buffer("input_std", torch.full((config.in_dim,), float("nan")))
         self.input_norm = nn.LayerNorm(config.in_dim) if config.input_norm else nn.Identity()
         self.fc = nn.Linear(config.in_dim, g * g)
         self.stem = InflatedConv3d(1, c, config.temporal_kernel, config.spatial_kernel)
@@ -132,6 +133,9 @@ class M2PEnc(nn.Module):
         self.check_inputs(features)
         g = self.config.grid_size
         if self.config.input_standardize:
+            if torch.isnan(self.input_mean).any():
+                raise InputError("this M2PEnc standardises its inputs but its feature statistics were never set: "
+                                 "load trained weights, or train it with stage 1 (it measures them on the data)")
             features = (features - self.input_mean) / self.input_std
         x = self.fc(self.input_norm(features))                         # (B, N, G*G)
         x = rearrange(x, "b n (h w) -> b 1 n h w", h=g)                  # 1-channel video, time = N

@@ -8,7 +8,8 @@ Readout refines the integer argmax to sub-pixel precision with one Newton step o
 map (the peak of the quadratic through the 3 x 3 log-values around it, as in DARK, Zhang et al.
 2020): exact for the Gaussian targets whatever the centre's fraction of a pixel, so a keypoint that
 moves smoothly reads smoothly. Where that fit is not a peak (a value <= 0 in the 3 x 3, the argmax on
-the border, a saddle, or a step longer than a pixel: flat or ragged predicted maps) it falls back to
+the border, a saddle or a plateau flatter than :data:`MIN_LOG_CURVATURE`, or a step longer than a pixel:
+flat or ragged predicted maps) it falls back to
 a *local* soft-argmax, the heatmap-weighted mean of the positive values in a small window around the
 argmax. (That window mean alone is biased towards the argmax pixel: a centre crossing a pixel
 boundary jumped by 0.6 px at sigma 2, which Bailando's beat alignment counts as motion.) A global
@@ -26,6 +27,9 @@ from ..errors import InputError
 DEFAULT_SIGMA = 2.0
 #: Half-size of the soft-argmax window around the peak, in heatmap pixels.
 DEFAULT_WINDOW = 2
+#: The log-map's curvature at the argmax below which it is not a peak (a Gaussian of sigma s has 1 / s^2:
+#: 0.25 at the targets' sigma 2; 0.02 is a blob of sigma 7): flatter maps take the window mean.
+MIN_LOG_CURVATURE = 0.02
 
 
 def keypoints_to_heatmaps(keypoints: torch.Tensor, height: int, width: int,
@@ -96,15 +100,16 @@ def _log_newton_step(maps: torch.Tensor, iy: torch.Tensor, ix: torch.Tensor
     yy, xx = (iy[:, None] + dy).clamp(0, h - 1), (ix[:, None] + dx).clamp(0, w - 1)
     values = maps[rows, yy, xx]                                       # (M, 9)
     inner = (iy > 0) & (iy < h - 1) & (ix > 0) & (ix < w - 1) & (values > 0).all(dim=1)
-    v = values.clamp(min=1e-30).double().log()
+    v = values.float().clamp(min=1e-30).log()
     gx, gy = (v[:, 5] - v[:, 3]) / 2, (v[:, 7] - v[:, 1]) / 2
     hxx, hyy = v[:, 5] - 2 * v[:, 4] + v[:, 3], v[:, 7] - 2 * v[:, 4] + v[:, 1]
     hxy = (v[:, 8] - v[:, 6] - v[:, 2] + v[:, 0]) / 4
     det = hxx * hyy - hxy * hxy
     safe = torch.where(det > 0, det, torch.ones_like(det))
     step_x, step_y = -(hyy * gx - hxy * gy) / safe, -(hxx * gy - hxy * gx) / safe
-    ok = inner & (hxx < 0) & (det > 0) & (step_x.abs() <= 1) & (step_y.abs() <= 1)
-    return step_x.float(), step_y.float(), ok
+    curved = (hxx < -MIN_LOG_CURVATURE) & (hyy < -MIN_LOG_CURVATURE) & (det > 0)
+    ok = inner & curved & (step_x.abs() <= 1) & (step_y.abs() <= 1)
+    return step_x, step_y, ok
 
 
 def heatmap_to_canvas(keypoints: torch.Tensor, heatmap_size: tuple[int, int],

@@ -197,6 +197,12 @@ class SDGPipWindows(Dataset):
         """Frames ``[start, stop)`` of clip segment ``segment``, read from the samples they lie in."""
         return read_segment_frames(self.data, self._segments[segment], self.fields, start, stop)
 
+    def features(self, index: int) -> torch.Tensor:
+        """Window ``index``'s music features alone, ``(L, D)`` float32 (nothing else is read)."""
+        segment, start = self.locate(int(index))
+        raw = read_segment_frames(self.data, self._segments[segment], ("features",), start, start + self.sequence_length)
+        return torch.from_numpy(raw["features"].astype(np.float32))
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         segment, start = self.locate(int(index))
         raw = self.read_frames(segment, start, start + self.sequence_length)

@@ -143,5 +143,7 @@ def test_input_statistics_are_checked():
         model.set_input_statistics(torch.zeros(d + 1), torch.ones(d))
     with pytest.raises(InputError, match="finite"):
         model.set_input_statistics(torch.full((d,), float("nan")), torch.ones(d))
+    with pytest.raises(InputError, match="never set"):
+        model(torch.zeros(1, 4, d))                     # a fresh model has no statistics: it refuses to guess
     with pytest.raises(InputError, match="does not standardise"):
         M2PEnc(M2PEncConfig.preset("tiny")).set_input_statistics(torch.zeros(d), torch.ones(d))

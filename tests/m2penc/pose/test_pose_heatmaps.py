@@ -38,12 +38,12 @@ def test_a_keypoint_moving_smoothly_reads_smoothly_across_pixel_boundaries():
 
 
 def test_maps_without_a_log_peak_fall_back_to_the_window_mean():
-    # a flat-topped blob (no curvature at the argmax) and a peak on the border: the window mean
+    # a plateau (no curvature at the argmax): the window mean, not the argmax pixel
     flat = torch.zeros(1, 16, 16)
-    flat[0, 6:9, 4:7] = 1.0
-    flat[0, 7, 5] = 1.0 + 1e-6                                        # argmax (5, 7), flat neighbours
+    flat[0, 5:10, 4:8] = 1.0                                          # positive around the argmax, no curvature
+    flat[0, 7, 5] = 1.0 + 1e-6                                        # argmax (5, 7); the plateau spans x 4..7, y 5..9
     x, y, c = heatmaps_to_keypoints(flat)[0].tolist()
-    assert (x, y) == pytest.approx((5.0, 7.0), abs=1e-5) and c == 1.0
+    assert x == pytest.approx(5.5, abs=1e-5) and y == pytest.approx(7.0, abs=1e-6) and c == 1.0
     edge = keypoints_to_heatmaps(torch.tensor([[0.2, 8.0, 1.0]]), 16, 16)
     x, y, _ = heatmaps_to_keypoints(edge)[0].tolist()
     assert y == pytest.approx(8.0, abs=1e-4) and 0.0 < x < 1.0      # biased inwards, but on the map
