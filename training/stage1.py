@@ -128,15 +128,12 @@ def feature_statistics(dataset: "Stage1Data", windows: int = STATISTICS_WINDOWS)
     count = len(dataset)
     if count < 1:
         raise InputError("the stage-1 data has no windows to measure the feature statistics on")
-    picks = sorted({round(i * (count - 1) / max(min(windows, count) - 1, 1)) for i in range(min(windows, count))})
-    total = squares = None
+    picks = torch.linspace(0, count - 1, min(windows, count), dtype=torch.float64).round().long().unique()
+    total = squares = torch.zeros((), dtype=torch.float64)
     rows = 0
-    for index in picks:
-        block = dataset.features(index).double()
-        block = block.reshape(-1, block.shape[-1])
-        total = block.sum(0) if total is None else total + block.sum(0)
-        squares = (block * block).sum(0) if squares is None else squares + (block * block).sum(0)
-        rows += block.shape[0]
+    for index in picks.tolist():
+        block = dataset.features(index).double().flatten(0, -2)            # (L, D)
+        total, squares, rows = total + block.sum(0), squares + (block * block).sum(0), rows + block.shape[0]
     mean = total / rows
     variance = ((squares - rows * mean * mean) / max(rows - 1, 1)).clamp(min=0.0)
     return mean.float(), variance.sqrt().float()
