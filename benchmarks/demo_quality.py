@@ -265,13 +265,15 @@ class Choreography:
     keypoints: np.ndarray     # (F, 18, 3) OpenPose-18 canvas pixels + confidence
 
 
-def _choreography(audio: dict, fps: float, size: int, seed: int, body, variety: str) -> Choreography:
-    """:func:`music_choreography` of ``audio`` (moves chosen as ``variety``) with its camera and keypoints."""
+def _choreography(audio: dict, fps: float, size: int, seed: int, body, variety: str,
+                  max_joint_speed: float = 5.0) -> Choreography:
+    """:func:`music_choreography` of ``audio`` (moves chosen as ``variety``, joints limited to ``max_joint_speed``
+    m/s) with its camera and keypoints."""
     from m2pdance.m2penc.audio.rhythm import music_choreography
     from m2pdance.m2penc.render.keypoints import body_keypoints
     from m2pdance.m2penc.render.pose_maps import motion_camera
 
-    motion = music_choreography(audio, fps=fps, seed=seed, variety=variety)
+    motion = music_choreography(audio, fps=fps, seed=seed, variety=variety, max_joint_speed=max_joint_speed)
     poses, trans = motion.to_torch()
     camera = motion_camera(body, poses, trans, size, size)          # the training build's rule (whole clip)
     keypoints = []
@@ -310,13 +312,16 @@ def _generate(models, reference_img: torch.Tensor, guidance, frames: int, steps:
     return (torch.cat(chunks).clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def _recipe_variety(weights: Path) -> str:
-    """How the demo set's training dances chose their moves (its record's recipe), default the recipe's own."""
+def _recipe_choreography(weights: Path) -> tuple[str, float]:
+    """How the demo set's training dances were made (its record's recipe): the choreographer's ``variety`` and
+    ``max_joint_speed``; a recipe that predates a field had that field's default then (5 m/s), else the recipe's."""
+    from m2pdance.m2penc.motion.choreography import MAX_JOINT_SPEED
     from m2pdance.training.demo.recipe import DemoRecipe
     from m2pdance.weights_manifest.demo import read_record
 
-    record = read_record(weights) or {}
-    return str((record.get("recipe") or {}).get("variety", DemoRecipe().variety))
+    recipe = (read_record(weights) or {}).get("recipe") or {}
+    return (str(recipe.get("variety", DemoRecipe().variety)),
+            float(recipe.get("max_joint_speed", MAX_JOINT_SPEED) if recipe else DemoRecipe().max_joint_speed))
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
@@ -341,7 +346,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise SystemExit(f"the demo set in {args.weights} lacks {missing}; train it with `m2pdance-train demo`")
-    variety = args.variety or _recipe_variety(Path(args.weights))
+    variety, max_joint_speed = _recipe_choreography(Path(args.weights))
+    variety = args.variety or variety
     schemes = tuple(args.schemes.split(","))
     if len(schemes) != 2 or schemes[0] == schemes[1]:
         raise SystemExit(f"--schemes needs two different scheme names, got {args.schemes!r}")
@@ -378,7 +384,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             true_beats.append(song.true_beats)
             # the ceiling: the training choreography's own keypoints scored the same way
             dances.append(_choreography(load_audio(song.path, duration=args.seconds), fps, size, args.seed + index,
-                                        body, variety))
+                                        body, variety, max_joint_speed))
             dance_keypoints.append(dances[-1].keypoints)
         off_matched = np.array([keypoint_bas(k, off_beats(b), fps) for k, b in zip(keypoints, beats)])
         dance_off = np.array([keypoint_bas(k, off_beats(b), fps) for k, b in zip(dance_keypoints, beats)])
@@ -439,7 +445,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "weights": str(args.weights), "device": str(device), "size": size, "fps": fps, "steps": args.steps,
         "seconds": args.seconds, "frames": args.frames, "seed": args.seed, "fg_threshold": args.fg_threshold,
-        "songs": [s.name for s in songs], "variety": variety, "bas_fps": BAS_FPS,
+        "songs": [s.name for s in songs], "variety": variety, "max_joint_speed": max_joint_speed, "bas_fps": BAS_FPS,
         "bas": {"matched": matched.tolist(), "shuffled": shuffled.tolist(), "mean_matched": mean_matched,
                 "mean_shuffled": mean_shuffled, "ratio": ratio, "goal": BAS_RATIO_GOAL,
                 "met": bool(ratio >= BAS_RATIO_GOAL),

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, TypeVar
 
 from ..m2penc.encoder.config import M2PEncConfig
 from ..m2penc.jukebox import DEFAULT_LAYER
+from ..m2penc.motion.choreography.planner import MAX_JOINT_SPEED
 from ..m2penc.errors import GenerationCancelled, InputError, M2PDanceError
 from ..m2penc.progress import RunControl
 from .sharding import SHARDING
@@ -146,6 +147,9 @@ def _add_sdgpip(sub: argparse._SubParsersAction) -> None:
                         "move nearest the music's level: a function of the music alone) or looped (one loop per beat, "
                         "the one nearest that beat's level: a function of any window of the music, learnable by a "
                         "regressor such as M2PEnc)")
+    p.add_argument("--max-joint-speed", type=float, default=MAX_JOINT_SPEED,
+                   help=f"beats: the choreographer's joint speed limit in m/s (default {MAX_JOINT_SPEED:g}; the looped "
+                        "moves need ~8 to reach their full size)")
     p.add_argument("--device", default="auto", help="auto (this process's GPU under torchrun), cpu, cuda:1, ...")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import AudioError
-from ..motion.choreography import choreograph
+from ..motion.choreography import MAX_JOINT_SPEED, choreograph
 from ..motion.format import SMPLMotion
 from ..timeline import DEFAULT_FPS, frame_count
 from .baseline import FEATURE_SAMPLE_RATE, beat_frames, hop_length_for, onset_envelope
@@ -123,14 +123,17 @@ def music_rhythm(music: Music, sample_rate: Optional[int] = None, start_bpm: Opt
 
 
 def music_choreography(music: Music, fps: float = DEFAULT_FPS, seed: int = 0, intensity: float = 1.0,
-                       sample_rate: Optional[int] = None, variety: str = "seeded") -> SMPLMotion:
+                       sample_rate: Optional[int] = None, variety: str = "seeded",
+                       max_joint_speed: float = MAX_JOINT_SPEED) -> SMPLMotion:
     """A procedural beat-synchronous SMPL dance to ``music`` (:func:`music_rhythm` + ``choreograph``).
 
     The motion covers the music's whole frames, :func:`m2penc.timeline.frame_count`; ``variety``: how
-    moves are chosen (``seeded``, ``by_level`` or ``looped``, :data:`~m2penc.motion.choreography.planner.VARIETIES`).
+    moves are chosen (``seeded``, ``by_level`` or ``looped``, :data:`~m2penc.motion.choreography.planner.VARIETIES`);
+    ``max_joint_speed``: the choreographer's joint speed limit in m/s.
     """
     audio = _as_audio(music, sample_rate)
     rhythm = music_rhythm(audio)
     frames = frame_count(audio["waveform"].shape[-1], audio["sample_rate"], fps)
     return choreograph(rhythm.beat_times, rhythm.duration, fps, energy=rhythm.energy_per_beat,
-                       onsets=rhythm.onset_times, seed=seed, intensity=intensity, num_frames=frames, variety=variety)
+                       onsets=rhythm.onset_times, seed=seed, intensity=intensity, num_frames=frames, variety=variety,
+                       max_joint_speed=max_joint_speed)

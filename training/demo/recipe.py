@@ -54,7 +54,7 @@ from ...m2penc.champ.reference_unet import ReferenceUNet
 from ...m2penc.checkpoint import atomic_write, read_metadata
 from ...m2penc.encoder.config import M2PEncConfig
 from ...m2penc.errors import InputError
-from ...m2penc.motion.choreography.planner import VARIETIES
+from ...m2penc.motion.choreography.planner import VARIETIES, check_joint_speed
 from ...m2penc.progress import NO_CONTROL, RunControl
 from ...weights_manifest.demo import DEMO_DIR, DEMO_FILES, RECORD, make_record
 
@@ -85,6 +85,9 @@ class DemoRecipe:
             beat's loudness, so the pose is a function of any window of the music, which M2PEnc's regression
             can learn; ``by_level`` moves span 2-4 beats counted from the song's start, which a window cannot
             see, and ``seeded`` dances vary with each clip's seed: a regressor learns their average pose).
+        max_joint_speed: the choreographer's joint speed limit (m/s). The one-beat loops raise the arms to a T and
+            past the shoulders and back inside a beat, which moves the hands at ~8 m/s at 120 BPM; at the
+            choreographer's default 5 m/s the limiter shrinks them to small moves a 128-px video barely shows.
         window_frames: M2PEnc's window (stage 1 sequences, the feature windows stage 2 reads along).
         clip_frames: stage-3 clip length.
         vae_run, stage1_run, stage2_run, stage3_run: run settings of each step (steps, batch, lr...).
@@ -108,6 +111,7 @@ class DemoRecipe:
     m2penc: dict[str, Any] = field(default_factory=lambda: {"hidden_channels": 32, "num_layers": 2, "norm_groups": 8,
                                                             "num_heads": 4, "input_standardize": True})
     variety: str = "looped"
+    max_joint_speed: float = 8.0
     window_frames: int = 60
     clip_frames: int = 8
     vae_run: dict[str, Any] = field(default_factory=lambda: {"steps": 700, "batch_size": 8, "lr": 2e-3,
@@ -140,6 +144,7 @@ class DemoRecipe:
             whole(name, low)
         if self.variety not in VARIETIES:
             raise InputError(f"variety must be one of {VARIETIES}, got {self.variety!r}")
+        check_joint_speed(self.max_joint_speed)
         if self.size % 8:
             raise InputError(f"size must be a multiple of 8 (the VAE and the guidance grid), got {self.size}")
         if not (isinstance(self.fps, (int, float)) and 1 <= self.fps <= 60):
@@ -350,7 +355,8 @@ def _build(recipe: DemoRecipe, paths: DemoPaths, control: RunControl, out: Path,
 
     config = BuildConfig(source="beats", data=str(paths.music / TRAIN), out=str(out), split="train",
                          fps=recipe.fps, size=recipe.size, features="light", seed=recipe.seed, items_per_shard=4,
-                         appearance="cycle", variety=recipe.variety, device="cpu", **store)
+                         appearance="cycle", variety=recipe.variety, max_joint_speed=recipe.max_joint_speed,
+                         device="cpu", **store)
     summary = run_build(config, control=control, show_progress=True)
     if not summary["complete"]:
         raise InputError(f"the demo's SDGPip build in {out} did not finish; re-run the same command")

@@ -47,6 +47,7 @@ from ...m2penc.checkpoint import atomic_write
 from ...m2penc.device import resolve_device, resolve_dtype
 from ...m2penc.errors import InputError
 from ...m2penc.jukebox import DEFAULT_LAYER
+from ...m2penc.motion.choreography.planner import MAX_JOINT_SPEED, check_joint_speed
 from ...m2penc.progress import NO_CONTROL, RunControl
 from ...m2penc.render.camera import PinholeCamera
 from ..guidance_targets import GuidanceTargets
@@ -90,6 +91,8 @@ class BuildConfig:
         guidance_encoders: folder with Champ's ``guidance_encoder_*`` files (``store=guidance``).
         jukebox_dir, jukebox_layer: Jukebox weights folder and layer (``features=jukebox``).
         intensity: beat choreographer intensity.
+        max_joint_speed: beats only: the choreographer's joint speed limit in m/s (default 5; the one-beat
+            ``looped`` moves need ~8 to reach their full size).
         appearance: beats only: render every clip's video frames (stages 2-3) with the maps' body and camera
             in a colour scheme (``m2penc/render/appearance.py``): ``cycle``/``random`` over the training
             schemes, or one scheme's name; the sample's ``info.appearance`` records the scheme.
@@ -120,6 +123,7 @@ class BuildConfig:
     intensity: float = 1.0
     appearance: Optional[str] = None
     variety: str = "seeded"
+    max_joint_speed: float = MAX_JOINT_SPEED
     device: str = "auto"
     dtype: str = "fp32"
 
@@ -146,6 +150,9 @@ class BuildConfig:
         check_appearance(self.appearance)
         if self.variety != "seeded" and self.source != "beats":
             raise InputError(f"--variety chooses the beat choreographer's moves (--source beats), not {self.source!r}")
+        if self.max_joint_speed != MAX_JOINT_SPEED and self.source != "beats":
+            raise InputError(f"--max-joint-speed limits the beat choreographer (--source beats), not {self.source!r}")
+        check_joint_speed(self.max_joint_speed)
         if self.body not in ("open", "smpl") or (self.body == "smpl" and not self.smpl_path):
             raise InputError(f"--body must be 'open' or 'smpl' (with --smpl PATH), got {self.body!r}")
         self.targets()                                   # validates fps and size
@@ -177,6 +184,8 @@ class BuildConfig:
             unused.add("appearance")
         if self.variety == "seeded":
             unused.add("variety")
+        if self.max_joint_speed == MAX_JOINT_SPEED:      # absent at the default: older builds keep their ids
+            unused.add("max_joint_speed")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in unused}
 
     def weights_files(self) -> dict[str, list[Path]]:
@@ -395,7 +404,7 @@ def _build_worker(config: BuildConfig, rank: int, world_size: int, device: torch
     source = make_source(config.source, config.data, split=config.split, fps=config.fps, size=config.size,
                          seed=config.seed, video=config.video, edge_checkpoint=config.edge_checkpoint,
                          device=device, dtype=config.dtype, intensity=config.intensity, appearance=config.appearance,
-                         variety=config.variety,
+                         variety=config.variety, max_joint_speed=config.max_joint_speed,
                          edge_extract=config.edge_extract(device))
     plan = make_plan(config, source, device)
     out = Path(config.out)

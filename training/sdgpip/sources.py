@@ -62,7 +62,7 @@ from ...m2penc.motion import SMPLMotion
 from ...m2penc.motion.edge.checkpoint import EDGEModelBundle, load_edge
 from ...m2penc.motion.edge.diffusion import DEFAULT_GUIDANCE
 from ...m2penc.motion.edge.generate import edge_motion_from_windows
-from ...m2penc.motion.choreography.planner import VARIETIES
+from ...m2penc.motion.choreography.planner import MAX_JOINT_SPEED, VARIETIES, check_joint_speed
 from ...m2penc.render.appearance import COLOUR_SCHEMES, TRAINING_SCHEMES
 from ...m2penc.render.camera import PinholeCamera
 from ...m2penc.timeline import frame_count, rational_fps
@@ -436,6 +436,7 @@ class BeatsSource(_MusicFolderSource):
     Args:
         folder: the music folder; split: the label the clips carry; fps: build frame rate;
         seed: base seed; intensity: move amplitude, 0 (still) .. 2 (1 = normal).
+        max_joint_speed: the choreographer's joint speed limit, m/s (:func:`check_joint_speed`).
         variety: how the choreographer picks moves (``seeded``: varied; ``by_level``: a function of the
             music alone; ``looped``: of any window of it, :data:`~m2penc.motion.choreography.planner.VARIETIES`).
         appearance: ``None`` (motion only), ``cycle``/``random`` or a scheme name: each clip's
@@ -445,7 +446,8 @@ class BeatsSource(_MusicFolderSource):
     name = "beats"
 
     def __init__(self, folder: PathLike, split: str = "train", fps: float = 15.0, seed: int = 0,
-                 intensity: float = 1.0, appearance: Optional[str] = None, variety: str = "seeded"):
+                 intensity: float = 1.0, appearance: Optional[str] = None, variety: str = "seeded",
+                 max_joint_speed: float = MAX_JOINT_SPEED):
         if not (isinstance(intensity, (int, float)) and INTENSITY_RANGE[0] <= intensity <= INTENSITY_RANGE[1]):
             raise InputError(f"intensity must be in {list(INTENSITY_RANGE)} (1 = normal, 0 = standing still), "
                              f"got {intensity!r}")
@@ -453,6 +455,7 @@ class BeatsSource(_MusicFolderSource):
         if variety not in VARIETIES:
             raise InputError(f"variety must be one of {VARIETIES}, got {variety!r}")
         self.variety = variety
+        self.max_joint_speed = check_joint_speed(max_joint_speed)
         super().__init__(folder, split, fps, seed)
         self.intensity = float(intensity)
 
@@ -460,7 +463,8 @@ class BeatsSource(_MusicFolderSource):
         """The file's one clip: the whole track danced from frame 0."""
         music = self._music(item)
         seed = clip_seed(self.seed, self.name, item)
-        motion = music_choreography(music, fps=self.fps, seed=seed, intensity=self.intensity, variety=self.variety)
+        motion = music_choreography(music, fps=self.fps, seed=seed, intensity=self.intensity, variety=self.variety,
+                                    max_joint_speed=self.max_joint_speed)
         motion = _fit_to_music(motion, _music_frames(music, self.fps), str(self.folder / item))
         meta = {"music_file": item, "track_seconds": music["waveform"].shape[-1] / music["sample_rate"]}
         scheme = None
@@ -474,6 +478,8 @@ class BeatsSource(_MusicFolderSource):
         facts = {**self._describe(), "intensity": self.intensity}
         if self.variety != "seeded":                   # absent at the default: older builds keep their ids
             facts["variety"] = self.variety
+        if self.max_joint_speed != MAX_JOINT_SPEED:    # absent at the default: older builds keep their ids
+            facts["max_joint_speed"] = self.max_joint_speed
         if self.appearance is not None:                # absent when off: older builds keep their ids
             facts.update(appearance=self.appearance, schemes_sha256=_schemes_digest())
         return facts
@@ -621,7 +627,8 @@ def make_source(source: str, data: PathLike, *, split: str = "train", fps: float
                 seed: int = 0, video: bool = False, edge_checkpoint: Optional[PathLike] = None,
                 device: Union[str, torch.device, None] = "cpu", dtype: str = "fp32",
                 edge_extract: Optional[Mapping[str, Any]] = None, intensity: float = 1.0,
-                appearance: Optional[str] = None, variety: str = "seeded") -> MotionSource:
+                appearance: Optional[str] = None, variety: str = "seeded",
+                max_joint_speed: float = MAX_JOINT_SPEED) -> MotionSource:
     """The source named ``source`` over ``data``, every setting checked before any model is loaded.
 
     Args:
@@ -633,6 +640,7 @@ def make_source(source: str, data: PathLike, *, split: str = "train", fps: float
         intensity: beat choreographer amplitude (:class:`BeatsSource`).
         appearance: beats only: each clip's colour scheme for its rendered video (:class:`BeatsSource`).
         variety: beats only: how the choreographer picks moves (:class:`BeatsSource`).
+        max_joint_speed: beats only: the choreographer's joint speed limit (:class:`BeatsSource`).
     Raises:
         InputError: unknown source, missing folder, no usable music, a missing EDGE checkpoint, bad settings.
     """
@@ -646,5 +654,5 @@ def make_source(source: str, data: PathLike, *, split: str = "train", fps: float
     if source == "aist":
         return AISTSource(data, split, fps, size, video)
     if source == "beats":
-        return BeatsSource(data, split, fps, seed, intensity, appearance, variety)
+        return BeatsSource(data, split, fps, seed, intensity, appearance, variety, max_joint_speed)
     return EDGESource(data, edge_checkpoint, split, fps, seed, device, dtype, edge_extract)

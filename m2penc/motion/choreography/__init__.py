@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from .grounding import CONTACT_HEIGHT, FLOOR, SOFT_FLOOR, ground, joint_positions
 from .moves import MOVES, Move, mirror
-from .planner import MAX_ANGULAR_SPEED, MAX_JOINT_SPEED, DancePlan, Segment, choreograph, plan_dance, plan_moves
+from .planner import (JOINT_SPEED_RANGE, MAX_ANGULAR_SPEED, MAX_JOINT_SPEED, DancePlan, Segment, check_joint_speed,
+                      choreograph, plan_dance, plan_moves)
 from .timeline import FALLBACK_BPM, beat_phase
 
 __all__ = [
-    "CONTACT_HEIGHT", "DancePlan", "FALLBACK_BPM", "FLOOR", "MAX_ANGULAR_SPEED", "MAX_JOINT_SPEED", "MOVES", "Move",
-    "SOFT_FLOOR", "Segment", "beat_phase", "choreograph", "ground", "joint_positions", "mirror", "plan_dance",
-    "plan_moves",
+    "CONTACT_HEIGHT", "DancePlan", "FALLBACK_BPM", "FLOOR", "JOINT_SPEED_RANGE", "MAX_ANGULAR_SPEED",
+    "MAX_JOINT_SPEED", "MOVES", "Move", "SOFT_FLOOR", "Segment", "beat_phase", "check_joint_speed", "choreograph",
+    "ground", "joint_positions", "mirror", "plan_dance", "plan_moves",
 ]

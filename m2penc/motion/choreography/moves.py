@@ -200,6 +200,9 @@ REST = Pose(1).angles[0]
 
 
 # -- the loops: one-beat moves for ``variety="looped"`` --------------------------------------------
+# Their peaks are sized to read at a glance (arms out to a T, up past the shoulders). Raising an arm that far
+# and back inside one beat moves the hand fast (~8 m/s at 120 BPM): at the default limit the speed limiter
+# shrinks them; ``choreograph(max_joint_speed=...)`` allows more (the demo recipe dances them at 8 m/s).
 
 def _loop(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(1 - cos 2 pi s, sin 2 pi s)`` with ``s`` the eased time inside each beat: a closed loop that
@@ -210,40 +213,40 @@ def _loop(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sway_loop(p: np.ndarray) -> np.ndarray:
-    """Hips circle (1 beat): a dip that swings left and back, arms float up and in."""
+    """Hips circle (1 beat): a dip that swings left and back, arms float out and forward, elbows bent."""
     ring, swing = _loop(p)
     pose = Pose(_n(p)).bounce(0.09 * ring)
     pose.leg(LEFT, None, -0.1 * swing).leg(RIGHT, None, 0.1 * swing)
     for arm in (LEFT, RIGHT):
-        pose.arm(arm, REST_ARM_LIFT + 0.2 * ring, 0.25 * ring, REST_ELBOW + 0.25 * ring)
+        pose.arm(arm, REST_ARM_LIFT + 0.35 * ring, 0.2 * ring, REST_ELBOW + 0.35 * ring)
     return pose.spine(0.05 * ring, 0.0, -0.12 * swing).head(0.0, 0.0, 0.12 * swing).angles
 
 
 def pump_loop(p: np.ndarray) -> np.ndarray:
-    """Forearm pump (1 beat): elbows swing out and forward, forearms up and back down, knees give."""
+    """Roof pump (1 beat): elbows out towards shoulder height, forearms up, and back down; knees give."""
     ring, swing = _loop(p)
     pose = Pose(_n(p)).bounce(0.08 * ring)
     for arm in (LEFT, RIGHT):
-        pose.arm(arm, REST_ARM_LIFT + 0.3 * ring, 0.3 * swing + 0.2 * ring, REST_ELBOW + 0.45 * ring, 0.2 * ring)
+        pose.arm(arm, REST_ARM_LIFT + 0.6 * ring, 0.15 * swing, REST_ELBOW + 0.2 * ring, 0.6 * ring)
     return pose.spine(0.06 * ring, 0.15 * swing).head(0.08 * ring).angles
 
 
 def circle_loop(p: np.ndarray) -> np.ndarray:
-    """Arm circles (1 beat): both arms sweep out, up past the shoulders and back down the front."""
+    """Arm circles (1 beat): both arms sweep out to a T and back down the front."""
     ring, swing = _loop(p)
     pose = Pose(_n(p)).bounce(0.1 * ring)
     for arm in (LEFT, RIGHT):
-        pose.arm(arm, REST_ARM_LIFT + 0.55 * ring, 0.35 * swing, REST_ELBOW + 0.1 * ring)
+        pose.arm(arm, REST_ARM_LIFT + 0.75 * ring, 0.3 * swing, REST_ELBOW)
     return pose.spine(0.0, 0.0, 0.08 * swing).head(-0.06 * ring).angles
 
 
 def reach_loop(p: np.ndarray) -> np.ndarray:
-    """Reach up (1 beat): a deep dip, both arms thrown up towards the sky and circling back down."""
+    """Reach up (1 beat): a deep dip, both arms thrown up past the shoulders and circling back down."""
     ring, swing = _loop(p)
     pose = Pose(_n(p)).bounce(0.14 * ring)
     pose.leg(LEFT, None, 0.06 * swing).leg(RIGHT, None, -0.06 * swing)
     for arm in (LEFT, RIGHT):
-        pose.arm(arm, REST_ARM_LIFT + 0.75 * ring, 0.3 * swing - 0.1 * ring, REST_ELBOW - 0.1 * ring)
+        pose.arm(arm, REST_ARM_LIFT + 1.1 * ring, 0.25 * swing - 0.1 * ring, REST_ELBOW - 0.1 * ring)
     return pose.spine(-0.05 * ring, 0.0, 0.1 * swing).head(-0.12 * ring).angles
 #: The one-beat loops (``variety="looped"``): every one is at the resting stance, still, on every beat, so
 #: the pose is a function of the time inside the beat and of the music's level, whatever came before.

@@ -13,8 +13,9 @@ beat phase, :mod:`.timeline`) and physically tame (a speed limiter and :mod:`.gr
    which keeps the stops on the beats.
 3. **Scale** - per-beat amplitude ``intensity * (0.55 + 0.45 * energy)`` around the resting stance.
 4. **Limit** - the output is checked with forward kinematics: any beat interval where a joint moves
-   faster than :data:`MAX_JOINT_SPEED` or a joint rotates faster than :data:`MAX_ANGULAR_SPEED`
-   (finite differences at the output fps) has its amplitude reduced, then checked again.
+   faster than ``max_joint_speed`` (default :data:`MAX_JOINT_SPEED`) or a joint rotates faster than
+   :data:`MAX_ANGULAR_SPEED` (finite differences at the output fps) has its amplitude reduced, then
+   checked again.
 5. **Ground** - feet on the floor, planted feet still (:func:`.grounding.ground`).
 
 :func:`plan_dance` exposes steps 1-2 (which move when) for inspection; :func:`choreograph` does all.
@@ -37,8 +38,10 @@ from .grounding import ground, joint_positions
 from .moves import LEFT, LOOPS, MOVES, REST, RIGHT, Move, flatten_feet, to_axis_angle
 from .timeline import beat_grid, beat_phase, hit, segment_weight, smoothstep
 
-#: Hard limit on any joint's speed (m/s, forward kinematics, finite differences at the output fps).
+#: Default limit on any joint's speed (m/s, forward kinematics, finite differences at the output fps) ...
 MAX_JOINT_SPEED = 5.0
+#: ... and the range a caller may set it in (``choreograph(max_joint_speed=...)``).
+JOINT_SPEED_RANGE = (0.5, 12.0)
 #: Hard limit on any joint's local rotation speed (rad/s); per frame at most this / fps.
 MAX_ANGULAR_SPEED = 12.0
 #: Spread of the level match when choosing moves, and the weight left to repeating the last move.
@@ -126,14 +129,14 @@ def _render(segments: list[Segment], phase: np.ndarray, first: int,
     return poses, ground(poses)
 
 
-def _speed_excess(poses: np.ndarray, trans: np.ndarray, fps: float) -> np.ndarray:
-    """``(T - 1,)``: per frame step, the largest of joint speed / limit and rotation speed / limit."""
+def _speed_excess(poses: np.ndarray, trans: np.ndarray, fps: float, max_joint_speed: float) -> np.ndarray:
+    """``(T - 1,)``: per frame step, the largest of joint speed / ``max_joint_speed`` and rotation speed / limit."""
     positions = joint_positions(poses, trans)
     speed = np.linalg.norm(np.diff(positions, axis=0), axis=-1).max(axis=1) * fps
     quats = axis_angle_to_quaternion(torch.from_numpy(poses)).numpy()
     dots = np.clip(np.abs((quats[1:] * quats[:-1]).sum(-1)), 0.0, 1.0)
     turn = (2 * np.arccos(dots)).max(axis=1) * fps
-    return np.maximum(speed / MAX_JOINT_SPEED, turn / MAX_ANGULAR_SPEED)
+    return np.maximum(speed / max_joint_speed, turn / MAX_ANGULAR_SPEED)
 
 
 def _levels(beats: np.ndarray, ks: np.ndarray, energy: Optional[np.ndarray],
@@ -156,6 +159,13 @@ def _levels(beats: np.ndarray, ks: np.ndarray, energy: Optional[np.ndarray],
         counts = np.bincount(slot[(slot >= 0) & (slot < ks.size)], minlength=ks.size)
         busy = np.clip(counts / 2.0, 0.0, 1.0)
     return e, np.clip(0.75 * e + 0.25 * busy, 0.0, 1.0)
+
+
+def check_joint_speed(value: object) -> float:
+    """``value`` as a joint speed limit in m/s within :data:`JOINT_SPEED_RANGE`, or :class:`InputError`."""
+    if isinstance(value, bool):
+        value = math.nan
+    return _number("max_joint_speed", value, *JOINT_SPEED_RANGE, f"m/s; {MAX_JOINT_SPEED:g} is the default")
 
 
 def _number(name: str, value: object, lo: float, hi: float, hint: str) -> float:
@@ -209,7 +219,8 @@ def plan_dance(beat_times: np.ndarray, duration: float, fps: float, *, energy: O
 
 def choreograph(beat_times: np.ndarray, duration: float, fps: float, *, energy: Optional[np.ndarray] = None,
                 onsets: Optional[np.ndarray] = None, seed: int = 0, intensity: float = 1.0,
-                num_frames: Optional[int] = None, variety: str = "seeded") -> SMPLMotion:
+                num_frames: Optional[int] = None, variety: str = "seeded",
+                max_joint_speed: float = MAX_JOINT_SPEED) -> SMPLMotion:
     """A beat-synchronous SMPL dance (y-up, facing +z, pelvis joint at ``trans``), procedural and seeded.
 
     Args:
@@ -222,18 +233,21 @@ def choreograph(beat_times: np.ndarray, duration: float, fps: float, *, energy: 
         intensity: amplitude multiplier, 0 (standing still) .. 2 (large; the speed limiter still applies).
         num_frames: frame count when the caller counted it from samples (:func:`m2penc.timeline.frame_count`).
         variety: how moves are chosen (:data:`VARIETIES`).
+        max_joint_speed: the speed limit of every joint in m/s, within :data:`JOINT_SPEED_RANGE` (default
+            :data:`MAX_JOINT_SPEED`; the one-beat loops need ~8 to reach their full size at 120 BPM).
     Returns:
         ``SMPLMotion`` with ``(T, 24, 3)`` axis-angle poses and ``(T, 3)`` pelvis positions at ``fps``;
-        no joint faster than :data:`MAX_JOINT_SPEED`, no joint turning faster than
+        no joint faster than ``max_joint_speed``, no joint turning faster than
         :data:`MAX_ANGULAR_SPEED`, the lowest foot joint on the floor (y = 0) every frame.
     """
     intensity = _number("intensity", intensity, 0.0, 2.0, "1 = normal, 0 = standing still")
+    max_joint_speed = check_joint_speed(max_joint_speed)
     plan = plan_dance(beat_times, duration, fps, energy=energy, onsets=onsets, seed=seed, num_frames=num_frames,
                       variety=variety)
     amplitude = intensity * (0.55 + 0.45 * plan.energy)
     for round_ in range(LIMIT_ROUNDS + SHRINK_ROUNDS):
         poses, trans = _render(plan.segments, plan.phase, plan.first, amplitude)
-        excess = _speed_excess(poses, trans, float(fps)) / LIMIT_MARGIN
+        excess = _speed_excess(poses, trans, float(fps), max_joint_speed) / LIMIT_MARGIN
         if excess.max() <= 1.0:
             break
         if round_ >= LIMIT_ROUNDS:                     # last resort: the whole dance smaller
