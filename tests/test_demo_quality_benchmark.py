@@ -225,6 +225,9 @@ def test_quick_run_end_to_end(demo_format_folder, tmp_path, capsys):
     # the choreographer dances on the tracked beats: they match its keypoints better than the true ones
     assert res["bas"]["choreography"]["mean_matched"] > res["bas"]["choreography_true_beats"]["mean_matched"] + 0.1
     assert res["variety"] == "looped" and res["bas_fps"] == 60.0
+    from m2pdance.training.demo.recipe import DemoRecipe
+
+    assert res["max_joint_speed"] == DemoRecipe().max_joint_speed          # a record without a recipe: the recipe's
     assert 0 <= res["iou"]["pose"] <= 1 and 0 <= res["iou"]["music"] <= 1
     assert [r["path"] for r in res["iou"]["runs"]] == ["pose", "pose", "music"]
     assert set(res["colour"]["matrix"]) == {"red_jeans", "blue_brown"}
@@ -234,6 +237,22 @@ def test_quick_run_end_to_end(demo_format_folder, tmp_path, capsys):
 
     sheet = Image.open(out / "demo_quality.png")
     assert sheet.size == (9 * 128, 3 * 128)          # reference + 4 frames + 4 masks, one row per run
+
+
+def test_the_ceiling_dances_as_the_demo_set_was_trained(demo_format_folder, tmp_path):
+    """The choreographer's settings come from the set's recorded recipe; a recipe from before the speed limit
+    was a setting danced at the choreographer's default."""
+    import shutil
+
+    from m2pdance.m2penc.motion.choreography import MAX_JOINT_SPEED
+    from m2pdance.weights_manifest.demo import RECORD
+
+    folder = shutil.copytree(demo_format_folder, tmp_path / "set")
+    record = json.loads((folder / RECORD).read_text())
+    for recipe, expected in (({"variety": "by_level"}, ("by_level", MAX_JOINT_SPEED)),
+                             ({"variety": "looped", "max_joint_speed": 7.5}, ("looped", 7.5))):
+        (folder / RECORD).write_text(json.dumps({**record, "recipe": recipe}))
+        assert dq._recipe_choreography(folder) == expected
 
 
 def test_off_beats_sit_half_way_between_beats():

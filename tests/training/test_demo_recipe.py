@@ -76,4 +76,6 @@ def test_recipe_values_are_checked_before_any_work(tmp_path):
         DemoRecipe.preset("quick", stage4_run={})
     with pytest.raises(InputError, match="no demo preset"):
         DemoRecipe.preset("huge")
+    with pytest.raises(InputError, match="max_joint_speed"):
+        DemoRecipe.preset("quick", max_joint_speed=0)
     assert not any(tmp_path.iterdir())

@@ -131,9 +131,13 @@ def test_another_build_in_the_same_folder_is_refused(built):
 def test_bad_settings_are_refused_before_any_work(music, tmp_path):
     for changes, words in (({"source": "tiktok"}, "--source"), ({"size": 100}, "multiple of 8"),
                            ({"store": "guidance"}, "--guidance-encoders"), ({"video": True}, "--video"),
-                           ({"features": "jukebox"}, "--jukebox")):
+                           ({"features": "jukebox"}, "--jukebox"), ({"max_joint_speed": 40.0}, "max_joint_speed"),
+                           ({"source": "edge", "max_joint_speed": 8.0}, "--max-joint-speed")):
         with pytest.raises(InputError, match=words):
             _config(music, tmp_path / "x", **changes)
+    # the speed limit is part of a beats build's identity, and absent at its default (older builds keep their ids)
+    assert "max_joint_speed" not in _config(music, tmp_path / "x").identity()
+    assert _config(music, tmp_path / "x", max_joint_speed=8.0).identity()["max_joint_speed"] == 8.0
     with pytest.raises(InputError, match="nope"):
         run_build(_config(tmp_path / "nope", tmp_path / "y"), show_progress=False)
     assert not (tmp_path / "y").exists()

@@ -131,6 +131,14 @@ def test_beats_items_keys_and_determinism(beats_dir):
     assert short.motion.num_frames == 30 and short.key != clip.key                                 # 2 s
     facts = source.describe()
     assert (facts["seed"], facts["files"], facts["intensity"]) == (5, 2, 1.0)
+    assert "max_joint_speed" not in facts                                  # the default: older builds keep their ids
+    fast = make_source("beats", beats_dir, seed=5, variety="looped", max_joint_speed=8.0)
+    assert fast.describe()["max_joint_speed"] == 8.0
+    (looped,) = list(fast.clips("b song.wav"))
+    (slow,) = list(make_source("beats", beats_dir, seed=5, variety="looped").clips("b song.wav"))
+    assert not np.array_equal(looped.motion.poses, slow.motion.poses)     # the limit reaches the choreographer
+    with pytest.raises(InputError, match="max_joint_speed"):
+        make_source("beats", beats_dir, max_joint_speed=-1.0)
 
 
 def test_clip_seed_is_stable_and_separates_parts():

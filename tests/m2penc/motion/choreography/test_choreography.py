@@ -19,8 +19,8 @@ from m2pdance.m2penc.errors import InputError
 from m2pdance.m2penc.eval.beat_alignment import beat_alignment_score, motion_beat_frames
 from m2pdance.m2penc.motion import SMPLMotion
 from m2pdance.m2penc.motion.choreography import (
-    FALLBACK_BPM, MAX_ANGULAR_SPEED, MAX_JOINT_SPEED, MOVES, choreograph, ground, joint_positions, mirror,
-    plan_dance,
+    FALLBACK_BPM, MAX_ANGULAR_SPEED, MAX_JOINT_SPEED, MOVES, check_joint_speed, choreograph, ground, joint_positions,
+    mirror, plan_dance,
 )
 from m2pdance.m2penc.motion.choreography.moves import LOOPS, REST, Pose, flatten_feet, to_axis_angle
 
@@ -186,6 +186,28 @@ def test_energy_makes_bigger_moves():
     assert spread[1] > 1.3 * spread[0]
 
 
+def test_max_joint_speed_is_the_limit_and_lets_the_loops_reach_their_size():
+    """The looped moves are bigger than 5 m/s allows at 120 BPM: at 8 m/s the hands travel further, and no
+    joint passes the limit it was given."""
+    beats = _beats(120, 12.0, jitter=0.0)
+    energy = np.full(beats.size, 0.8)
+    spans, peaks = [], []
+    for limit in (MAX_JOINT_SPEED, 8.0):
+        motion = choreograph(beats, 12.0, 30, energy=energy, variety="looped", max_joint_speed=limit)
+        positions = _positions(motion)
+        speed = np.linalg.norm(np.diff(positions, axis=0), axis=-1) * 30          # (T - 1, 24) m/s
+        assert speed.max() <= limit
+        peaks.append(speed.max())
+        spans.append(np.ptp(positions[:, [22, 23], 1], axis=0).mean())            # hands' height range, m
+    assert peaks[1] > 1.2 * MAX_JOINT_SPEED                                      # the new limit is used ...
+    assert spans[1] > 1.3 * spans[0]                                             # ... for bigger moves
+    assert spans[1] > 0.3                                                        # hands rise by over 30 cm
+    same = choreograph(beats, 12.0, 30, energy=energy, variety="looped")
+    assert np.array_equal(same.poses, choreograph(beats, 12.0, 30, energy=energy, variety="looped",
+                                                  max_joint_speed=MAX_JOINT_SPEED).poses)
+    assert check_joint_speed(8) == 8.0
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(beat_times=np.array([1.0, 0.5, 2.0])), "strictly increasing"),
     (dict(beat_times=np.array([[0.5, 1.0]])), "1-D"),
@@ -195,6 +217,11 @@ def test_energy_makes_bigger_moves():
     (dict(duration=0.05), "at least 2"),
     (dict(fps=0), "fps"),
     (dict(onsets=np.array([np.nan])), "onsets"),
+    (dict(max_joint_speed=0.0), "max_joint_speed"),
+    (dict(max_joint_speed=50.0), "max_joint_speed"),
+    (dict(max_joint_speed=float("nan")), "max_joint_speed"),
+    (dict(max_joint_speed=True), "max_joint_speed"),
+    (dict(max_joint_speed="fast"), "max_joint_speed"),
 ])
 def test_errors_name_the_value_and_the_fix(kwargs, match):
     args = dict(beat_times=_beats(120, 4.0), duration=4.0, fps=30)
