@@ -86,7 +86,7 @@ class DemoRecipe:
             can learn; ``by_level`` moves span 2-4 beats counted from the song's start, which a window cannot
             see, and ``seeded`` dances vary with each clip's seed: a regressor learns their average pose).
         max_joint_speed: the choreographer's joint speed limit (m/s). The one-beat loops raise the arms to a T and
-            past the shoulders and back inside a beat, which moves the hands at ~8 m/s at 120 BPM; at the
+            past the shoulders and back inside a beat, which moves the hands at up to 8.5 m/s at 120 BPM; at the
             choreographer's default 5 m/s the limiter shrinks them to small moves a 128-px video barely shows.
         window_frames: M2PEnc's window (stage 1 sequences, the feature windows stage 2 reads along).
         clip_frames: stage-3 clip length.
