@@ -48,7 +48,10 @@ class VAEStageModule(nn.Module):
 
     The demo VAE is convolutional (no middle attention), so it learns on crops what it does on whole
     frames, at a fraction of the cost (SD's VAE trains on 256-px crops). Crops start on the
-    8-pixel grid, as the latents do.
+    8-pixel grid, as the latents do. Not exactly the same: GroupNorm's statistics span the image, and a
+    whole frame (the figure ~10 % of it) comes back with its background's tint shifted more than 64-px
+    tiles of it do. Measured on the demo's data, whole frames at the same cost per step (batch 2) were far
+    worse: the figure lost its colours.
 
     Batch: ``target`` (and optionally ``reference``) float ``(B, 3, H, W)`` in [0, 1]; ``seed``
     ``(B,)`` per-sample draw seeds (optional: else torch's global RNG). ``forward`` returns
