@@ -38,8 +38,8 @@ def _add_dance_parser(sub) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--demo", action="store_true",
                        help=f"the demo set shipped with the pack (trained by `m2pdance-train demo` on synthetic "
-                            f"dances: a small figure in the photo's colours whose arms loop with the beat; small "
-                            f"moves, not yet a dance), read in place, at "
+                            f"dances: a small figure in the photo's colours whose arms swing out and back on every "
+                            f"beat), read in place, at "
                             f"{DEMO_SIZE} px and {DEMO_STEPS} steps unless --size/--steps say otherwise; "
                             "--models-dir is not used")
     which.add_argument("--smoke", action="store_true",

@@ -82,7 +82,8 @@ def main(argv=None) -> int:
         return 1
     else:
         print("[demo] DEMO SET: small weights this pack trained on synthetic dances (weights_manifest/demo-set): "
-              "a 128-px figure in the photo's colours whose arms loop with the beat; small moves, not yet a dance (see README, 'The demo set')")
+              "a 128-px figure in the photo's colours whose arms swing out and back on every beat (see README, "
+              "'The demo set')")
     nodes = harness.all_nodes()
     prompt = harness.read_workflow(ROOT / "example_workflows" / "music_to_dance.json", nodes)
     if args.weights:

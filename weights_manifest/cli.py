@@ -163,8 +163,8 @@ def cmd_demo(args) -> int:
     for path in install_demo_weights(Path(args.models_dir)):
         print(f"wrote {path}")
     print("The demo set: trained by this pack on synthetic dances (`m2pdance-train demo`); it draws a small figure "
-          "in the reference's colours, in its own style, at 128 px, its arms looping with the beat (small moves, not "
-          "yet a dance: README, 'The demo set').")
+          "in the reference's colours, in its own style, at 128 px, its arms swinging out and back on every beat "
+          "(README, 'The demo set').")
     return 0
 
 

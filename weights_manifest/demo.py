@@ -3,8 +3,8 @@
 Unlike the smoke set (random, for tests), the demo set is trained end to end by the demo recipe
 (:mod:`m2pdance.training.demo.recipe`) on synthetic songs danced by the beat choreographer and
 rendered as a 3D-shaded figure in clothes colours: music -> M2PEnc -> guidance -> Champ-style
-diffusion gives a small figure in the reference photo's colours that follows its pose guidance and loops
-its arms on the beat, in small moves (README, "The demo set"), at
+diffusion gives a small figure in the reference photo's colours that follows its pose guidance and swings
+its arms out and back on every beat (README, "The demo set"), at
 :data:`DEMO_SIZE` pixels, on a CPU. It knows only that world (one body shape, the demo's framing
 and colour schemes): a real photo gives a figure in the demo's style, not that person.
 
