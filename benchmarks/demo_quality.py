@@ -266,13 +266,15 @@ class Choreography:
 
 
 def _choreography(audio: dict, fps: float, size: int, seed: int, body, variety: str,
-                  max_joint_speed: float = 5.0) -> Choreography:
+                  max_joint_speed: Optional[float] = None) -> Choreography:
     """:func:`music_choreography` of ``audio`` (moves chosen as ``variety``, joints limited to ``max_joint_speed``
     m/s) with its camera and keypoints."""
     from m2pdance.m2penc.audio.rhythm import music_choreography
     from m2pdance.m2penc.render.keypoints import body_keypoints
     from m2pdance.m2penc.render.pose_maps import motion_camera
 
+    if max_joint_speed is None:
+        from m2pdance.m2penc.motion.choreography import MAX_JOINT_SPEED as max_joint_speed
     motion = music_choreography(audio, fps=fps, seed=seed, variety=variety, max_joint_speed=max_joint_speed)
     poses, trans = motion.to_torch()
     camera = motion_camera(body, poses, trans, size, size)          # the training build's rule (whole clip)
@@ -314,14 +316,20 @@ def _generate(models, reference_img: torch.Tensor, guidance, frames: int, steps:
 
 def _recipe_choreography(weights: Path) -> tuple[str, float]:
     """How the demo set's training dances were made (its record's recipe): the choreographer's ``variety`` and
-    ``max_joint_speed``; a recipe that predates a field had that field's default then (5 m/s), else the recipe's."""
-    from m2pdance.m2penc.motion.choreography import MAX_JOINT_SPEED
+    ``max_joint_speed``. A recipe recorded before the speed limit was a setting danced at the choreographer's
+    default (5 m/s); a set without a recorded recipe gets today's recipe's values."""
+    from m2pdance.m2penc.errors import InputError
+    from m2pdance.m2penc.motion.choreography import MAX_JOINT_SPEED, check_joint_speed
     from m2pdance.training.demo.recipe import DemoRecipe
     from m2pdance.weights_manifest.demo import read_record
 
     recipe = (read_record(weights) or {}).get("recipe") or {}
-    return (str(recipe.get("variety", DemoRecipe().variety)),
-            float(recipe.get("max_joint_speed", MAX_JOINT_SPEED) if recipe else DemoRecipe().max_joint_speed))
+    speed = recipe.get("max_joint_speed", MAX_JOINT_SPEED) if recipe else DemoRecipe().max_joint_speed
+    try:
+        speed = check_joint_speed(speed)
+    except InputError as e:
+        raise SystemExit(f"the demo set in {weights} records an unusable recipe: {e}") from None
+    return str(recipe.get("variety", DemoRecipe().variety)), speed
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:

@@ -253,6 +253,9 @@ def test_the_ceiling_dances_as_the_demo_set_was_trained(demo_format_folder, tmp_
                              ({"variety": "looped", "max_joint_speed": 7.5}, ("looped", 7.5))):
         (folder / RECORD).write_text(json.dumps({**record, "recipe": recipe}))
         assert dq._recipe_choreography(folder) == expected
+    (folder / RECORD).write_text(json.dumps({**record, "recipe": {"variety": "looped", "max_joint_speed": "fast"}}))
+    with pytest.raises(SystemExit, match="unusable recipe"):              # checked before any model loads
+        dq._recipe_choreography(folder)
 
 
 def test_off_beats_sit_half_way_between_beats():

@@ -149,7 +149,7 @@ def _add_sdgpip(sub: argparse._SubParsersAction) -> None:
                         "regressor such as M2PEnc)")
     p.add_argument("--max-joint-speed", type=float, default=MAX_JOINT_SPEED,
                    help=f"beats: the choreographer's joint speed limit in m/s (default {MAX_JOINT_SPEED:g}; the looped "
-                        "moves need ~8 to reach their full size)")
+                        "moves need ~7.5 at 120 BPM)")
     p.add_argument("--device", default="auto", help="auto (this process's GPU under torchrun), cpu, cuda:1, ...")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import AudioError
-from ..motion.choreography import MAX_JOINT_SPEED, choreograph
+from ..motion.choreography import MAX_JOINT_SPEED, check_joint_speed, choreograph
 from ..motion.format import SMPLMotion
 from ..timeline import DEFAULT_FPS, frame_count
 from .baseline import FEATURE_SAMPLE_RATE, beat_frames, hop_length_for, onset_envelope
@@ -131,6 +131,7 @@ def music_choreography(music: Music, fps: float = DEFAULT_FPS, seed: int = 0, in
     moves are chosen (``seeded``, ``by_level`` or ``looped``, :data:`~m2penc.motion.choreography.planner.VARIETIES`);
     ``max_joint_speed``: the choreographer's joint speed limit in m/s.
     """
+    max_joint_speed = check_joint_speed(max_joint_speed)       # before the beat tracking
     audio = _as_audio(music, sample_rate)
     rhythm = music_rhythm(audio)
     frames = frame_count(audio["waveform"].shape[-1], audio["sample_rate"], fps)

@@ -78,4 +78,6 @@ def test_recipe_values_are_checked_before_any_work(tmp_path):
         DemoRecipe.preset("huge")
     with pytest.raises(InputError, match="max_joint_speed"):
         DemoRecipe.preset("quick", max_joint_speed=0)
+    written_as_int = DemoRecipe.preset("full", max_joint_speed=8)
+    assert written_as_int == DemoRecipe.preset("full") and isinstance(written_as_int.max_joint_speed, float)
     assert not any(tmp_path.iterdir())

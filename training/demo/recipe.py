@@ -86,8 +86,9 @@ class DemoRecipe:
             can learn; ``by_level`` moves span 2-4 beats counted from the song's start, which a window cannot
             see, and ``seeded`` dances vary with each clip's seed: a regressor learns their average pose).
         max_joint_speed: the choreographer's joint speed limit (m/s). The one-beat loops raise the arms to a T and
-            past the shoulders and back inside a beat, which moves the hands at up to 8.5 m/s at 120 BPM; at the
-            choreographer's default 5 m/s the limiter shrinks them to small moves a 128-px video barely shows.
+            past the shoulders and back inside a beat, which moves the hands at about 7 m/s at 120 BPM (more at faster
+            tempos; above ~7.5 m/s the angular speed limit sets their size); at the choreographer's default 5 m/s
+            the limiter shrinks them to small moves a 128-px video barely shows.
         window_frames: M2PEnc's window (stage 1 sequences, the feature windows stage 2 reads along).
         clip_frames: stage-3 clip length.
         vae_run, stage1_run, stage2_run, stage3_run: run settings of each step (steps, batch, lr...).
@@ -115,7 +116,8 @@ class DemoRecipe:
     window_frames: int = 60
     clip_frames: int = 8
     # vae_run steps: at 700 the VAE's colours drift to the data's mean (a red top came out orange or navy, purple teal)
-    # and thin arms fade; at 1300 on the same data reds, yellows and the arms come back (reconstruction L1 0.12 -> 0.09)
+    # and thin arms fade; a trial at 1300 on the same data brought reds, yellows and the arms back (L1 of whole-image
+    # reconstructions of the reference photos and frames 0.13 -> 0.10); 1200 keeps the recipe within 45 minutes
     vae_run: dict[str, Any] = field(default_factory=lambda: {"steps": 1200, "batch_size": 8, "lr": 2e-3,
                                                              "kl_weight": 1e-6})
     # heatmap_weight: L_heat is an MSE over sparse 16 x 16 maps, ~0.001 where L_guid is ~0.03; at weight 1 the
@@ -146,7 +148,7 @@ class DemoRecipe:
             whole(name, low)
         if self.variety not in VARIETIES:
             raise InputError(f"variety must be one of {VARIETIES}, got {self.variety!r}")
-        check_joint_speed(self.max_joint_speed)
+        object.__setattr__(self, "max_joint_speed", check_joint_speed(self.max_joint_speed))   # 8 and 8.0: one recipe
         if self.size % 8:
             raise InputError(f"size must be a multiple of 8 (the VAE and the guidance grid), got {self.size}")
         if not (isinstance(self.fps, (int, float)) and 1 <= self.fps <= 60):

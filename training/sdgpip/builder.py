@@ -92,7 +92,7 @@ class BuildConfig:
         jukebox_dir, jukebox_layer: Jukebox weights folder and layer (``features=jukebox``).
         intensity: beat choreographer intensity.
         max_joint_speed: beats only: the choreographer's joint speed limit in m/s (default 5; the one-beat
-            ``looped`` moves need ~8 to reach their full size).
+            ``looped`` moves need ~7.5 at 120 BPM).
         appearance: beats only: render every clip's video frames (stages 2-3) with the maps' body and camera
             in a colour scheme (``m2penc/render/appearance.py``): ``cycle``/``random`` over the training
             schemes, or one scheme's name; the sample's ``info.appearance`` records the scheme.
@@ -150,9 +150,9 @@ class BuildConfig:
         check_appearance(self.appearance)
         if self.variety != "seeded" and self.source != "beats":
             raise InputError(f"--variety chooses the beat choreographer's moves (--source beats), not {self.source!r}")
+        object.__setattr__(self, "max_joint_speed", check_joint_speed(self.max_joint_speed))   # 8 and 8.0: one build
         if self.max_joint_speed != MAX_JOINT_SPEED and self.source != "beats":
             raise InputError(f"--max-joint-speed limits the beat choreographer (--source beats), not {self.source!r}")
-        check_joint_speed(self.max_joint_speed)
         if self.body not in ("open", "smpl") or (self.body == "smpl" and not self.smpl_path):
             raise InputError(f"--body must be 'open' or 'smpl' (with --smpl PATH), got {self.body!r}")
         self.targets()                                   # validates fps and size

@@ -201,8 +201,9 @@ REST = Pose(1).angles[0]
 
 # -- the loops: one-beat moves for ``variety="looped"`` --------------------------------------------
 # Their peaks are sized to read at a glance (arms out to a T, up past the shoulders). Raising an arm that far
-# and back inside one beat moves the hands fast (6-8.5 m/s at 120 BPM): at the default limit the speed limiter
-# shrinks them; ``choreograph(max_joint_speed=...)`` allows more (the demo recipe dances them at 8 m/s).
+# and back inside one beat moves the hands fast (about 7 m/s at 120 BPM, more at faster tempos): at the default
+# limit the speed limiter shrinks them; ``choreograph(max_joint_speed=...)`` allows more (the demo recipe dances
+# them at 8 m/s, where the angular speed limit sets most of their size).
 
 def _loop(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(1 - cos 2 pi s, sin 2 pi s)`` with ``s`` the eased time inside each beat: a closed loop that

@@ -162,9 +162,9 @@ def _levels(beats: np.ndarray, ks: np.ndarray, energy: Optional[np.ndarray],
 
 
 def check_joint_speed(value: object) -> float:
-    """``value`` as a joint speed limit in m/s within :data:`JOINT_SPEED_RANGE`, or :class:`InputError`."""
+    """``value`` as a joint speed limit in m/s (a float) within :data:`JOINT_SPEED_RANGE`, or :class:`InputError`."""
     if isinstance(value, bool):
-        value = math.nan
+        raise InputError(f"max_joint_speed must be a number of m/s in {list(JOINT_SPEED_RANGE)}, got {value!r}")
     return _number("max_joint_speed", value, *JOINT_SPEED_RANGE, f"m/s; {MAX_JOINT_SPEED:g} is the default")
 
 
@@ -234,7 +234,7 @@ def choreograph(beat_times: np.ndarray, duration: float, fps: float, *, energy: 
         num_frames: frame count when the caller counted it from samples (:func:`m2penc.timeline.frame_count`).
         variety: how moves are chosen (:data:`VARIETIES`).
         max_joint_speed: the speed limit of every joint in m/s, within :data:`JOINT_SPEED_RANGE` (default
-            :data:`MAX_JOINT_SPEED`; the one-beat loops need ~8 to reach their full size at 120 BPM).
+            :data:`MAX_JOINT_SPEED`; the one-beat loops need ~7.5 at 120 BPM, where the angular limit takes over).
     Returns:
         ``SMPLMotion`` with ``(T, 24, 3)`` axis-angle poses and ``(T, 3)`` pelvis positions at ``fps``;
         no joint faster than ``max_joint_speed``, no joint turning faster than

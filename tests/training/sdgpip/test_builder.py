@@ -138,6 +138,8 @@ def test_bad_settings_are_refused_before_any_work(music, tmp_path):
     # the speed limit is part of a beats build's identity, and absent at its default (older builds keep their ids)
     assert "max_joint_speed" not in _config(music, tmp_path / "x").identity()
     assert _config(music, tmp_path / "x", max_joint_speed=8.0).identity()["max_joint_speed"] == 8.0
+    assert _config(music, tmp_path / "x", max_joint_speed=8).identity() == \
+        _config(music, tmp_path / "x", max_joint_speed=8.0).identity()          # one build, however it is written
     with pytest.raises(InputError, match="nope"):
         run_build(_config(tmp_path / "nope", tmp_path / "y"), show_progress=False)
     assert not (tmp_path / "y").exists()

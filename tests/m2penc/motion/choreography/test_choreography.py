@@ -205,7 +205,9 @@ def test_max_joint_speed_is_the_limit_and_lets_the_loops_reach_their_size():
     same = choreograph(beats, 12.0, 30, energy=energy, variety="looped")
     assert np.array_equal(same.poses, choreograph(beats, 12.0, 30, energy=energy, variety="looped",
                                                   max_joint_speed=MAX_JOINT_SPEED).poses)
-    assert check_joint_speed(8) == 8.0
+    assert check_joint_speed(8) == 8.0 and isinstance(check_joint_speed(8), float)
+    with pytest.raises(InputError, match="got True"):
+        check_joint_speed(True)
 
 
 @pytest.mark.parametrize("kwargs, match", [
