@@ -266,15 +266,13 @@ class Choreography:
 
 
 def _choreography(audio: dict, fps: float, size: int, seed: int, body, variety: str,
-                  max_joint_speed: Optional[float] = None) -> Choreography:
+                  max_joint_speed: float) -> Choreography:
     """:func:`music_choreography` of ``audio`` (moves chosen as ``variety``, joints limited to ``max_joint_speed``
     m/s) with its camera and keypoints."""
     from m2pdance.m2penc.audio.rhythm import music_choreography
     from m2pdance.m2penc.render.keypoints import body_keypoints
     from m2pdance.m2penc.render.pose_maps import motion_camera
 
-    if max_joint_speed is None:
-        from m2pdance.m2penc.motion.choreography import MAX_JOINT_SPEED as max_joint_speed
     motion = music_choreography(audio, fps=fps, seed=seed, variety=variety, max_joint_speed=max_joint_speed)
     poses, trans = motion.to_torch()
     camera = motion_camera(body, poses, trans, size, size)          # the training build's rule (whole clip)
